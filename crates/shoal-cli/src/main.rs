@@ -1,0 +1,2 @@
+//! The `shoal` command line: parses arguments and calls the `shoal` library. Nothing else.
+fn main() {}

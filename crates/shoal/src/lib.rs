@@ -1,0 +1,7 @@
+//! shoal: a BitTorrent peer as a library.
+//!
+//! This crate is the runtime layer: it owns sockets, files and tasks, and drives the pure state
+//! machines of `shoal-engine` with bytes, disk completions and the current time. Front ends (the
+//! `shoal` CLI, the HTTP server) use only the facade exported here.
+pub mod create;
+pub mod storage;

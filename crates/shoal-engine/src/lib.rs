@@ -11,3 +11,8 @@ pub mod picker;
 pub mod choker;
 pub mod peer;
 pub mod torrent;
+pub mod disk;
+
+/// A peer connection's identity inside one torrent engine. Keys are never reused within an engine.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PeerKey(pub u64);

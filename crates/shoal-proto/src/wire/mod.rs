@@ -1,14 +1,31 @@
 //! The peer wire protocol (BEP 3), with the fast extension (BEP 6) and the extension protocol
 //! (BEP 10): typed messages and an incremental codec.
 //!
+//! Data flows like this: the 68-byte [`Handshake`] opens a connection; after it, the bytes read
+//! from the socket are appended to one `BytesMut` and fed to a [`MessageDecoder`], which takes
+//! whole length-prefixed frames off its front and returns typed [`Message`]s; outgoing messages are
+//! appended to a `BytesMut` with [`Message::encode`]. Payloads of extension messages
+//! (`Message::Extended`) are decoded by the submodules: [`ext_handshake`] (BEP 10),
+//! [`ut_metadata`] (BEP 9) and [`ut_pex`] (BEP 11); [`compact`] holds the compact peer lists that
+//! PEX and the trackers share, and [`allowed_fast`] the BEP 6 allowed-fast set.
+//!
+//! Guarantees: decoding never panics, never allocates or waits for a frame whose length prefix is
+//! above the decoder's cap, and returns a typed [`WireError`] for frames it cannot accept.
 //! Indices and offsets here are raw `u32`s as they came off the wire; the engine checks them
 //! against the torrent's [`crate::Geometry`] (`checked_block`, `piece`) before acting on them.
-//! Payloads (`Bitfield`, `Piece`, `Extended`) are `bytes::Bytes` so that a decoded block can be
-//! handed to the disk without a copy.
+//! Payloads (`Bitfield`, `Piece`, `Extended`) are `bytes::Bytes` split from the read buffer, so
+//! that a decoded block can be handed to the disk without a copy.
 
 use bytes::Bytes;
 
 use crate::{InfoHash, PeerId};
+
+pub mod allowed_fast;
+mod codec;
+pub mod compact;
+mod handshake;
+
+pub use codec::{max_frame_len_for, message_id, MessageDecoder, DEFAULT_MAX_FRAME};
 
 /// The 68-byte handshake that opens every connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -52,22 +69,67 @@ pub enum Message {
     Unchoke,
     Interested,
     NotInterested,
-    Have { index: u32 },
+    Have {
+        index: u32,
+    },
     /// Raw bitfield bytes; the engine checks the length and spare bits against the geometry.
     Bitfield(Bytes),
-    Request { index: u32, begin: u32, length: u32 },
-    Piece { index: u32, begin: u32, data: Bytes },
-    Cancel { index: u32, begin: u32, length: u32 },
+    Request {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
+    Piece {
+        index: u32,
+        begin: u32,
+        data: Bytes,
+    },
+    Cancel {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
     /// BEP 5: the sender's DHT port.
     Port(u16),
     /// BEP 6.
-    Suggest { index: u32 },
+    Suggest {
+        index: u32,
+    },
     HaveAll,
     HaveNone,
-    Reject { index: u32, begin: u32, length: u32 },
-    AllowedFast { index: u32 },
+    Reject {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
+    AllowedFast {
+        index: u32,
+    },
     /// BEP 10: id 0 is the extended handshake; other ids are those the receiver assigned.
-    Extended { id: u8, payload: Bytes },
+    Extended {
+        id: u8,
+        payload: Bytes,
+    },
     /// A message id shoal does not know; BEP 3 says to ignore it.
-    Unknown { id: u8 },
+    Unknown {
+        id: u8,
+    },
+}
+
+/// Why bytes from a peer are not a valid handshake or message frame.
+///
+/// After any of these the stream is out of step (or the peer is hostile): drop the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// A frame's length prefix (which counts the id byte and the payload) is above the cap.
+    #[error("frame of {len} bytes is longer than the cap of {max} bytes")]
+    FrameTooLong { len: u32, max: u32 },
+    /// A message with a fixed payload size (or a minimum one) had a payload of `len` bytes
+    /// (not counting the id byte).
+    #[error("message id {id} cannot have a payload of {len} bytes")]
+    BadPayloadLen { id: u8, len: u32 },
+    /// The handshake does not start with `\x13BitTorrent protocol`.
+    #[error("the peer did not open with the BitTorrent protocol handshake")]
+    BadProtocol,
 }

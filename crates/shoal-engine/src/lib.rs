@@ -9,6 +9,7 @@
 pub mod bitfield;
 pub mod picker;
 pub mod choker;
+pub mod pipeline;
 pub mod peer;
 pub mod torrent;
 pub mod disk;

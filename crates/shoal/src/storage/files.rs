@@ -1,0 +1,322 @@
+//! One torrent's files on disk: positional reads and writes, piece hashing, flushing.
+//!
+//! [`TorrentStorage`] maps stream ranges to files with [`FileLayout`], resolves every path with
+//! `paths::resolve` (never outside the download folder) and does positional IO on handles from a
+//! bounded LRU cache, so it is `Sync` and any number of pool threads can use it at once.
+//!
+//! Decisions:
+//! - **Sparse preallocation.** The first time a file is opened for writing, its length is set to
+//!   the torrent's length for it with `set_len` (sparse: no blocks are reserved). The file has its
+//!   final size from the start, writes never extend it, and a file at a torrent path that is
+//!   longer than the torrent says is cut to size: it belongs to the torrent.
+//! - **Reads never create anything.** A read of a missing file or folder, or past a file's end,
+//!   fails with an error the engine sees as `Missing` (it only reads verified pieces, so their
+//!   data was removed or changed behind our back).
+//! - **Padding files** (BEP 47) are never created: reads of them yield zeros. A write into one
+//!   must be all zeros; a peer that sends anything else gets its piece *tainted*: the next
+//!   hash of that piece reports a mismatch, so the engine's corrupt-piece handling (re-download,
+//!   ban) takes over, and the runtime is not paused as it would be for a disk failure.
+//! - **Zero-length files** are created (empty) when the storage is opened.
+//! - **Dirty tracking.** Every file written since the last [`TorrentStorage::sync`] is flushed
+//!   by it (`fdatasync`); the resume protocol relies on this.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+use shoal_engine::disk::{DiskDone, DiskRequest};
+use shoal_proto::{BlockRef, Geometry, PieceIndex};
+
+use super::error::{IoOp, StorageError};
+use super::handles::FileHandles;
+use super::layout::FileLayout;
+use super::paths::resolve;
+
+/// Tunables of one torrent's storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// Most file handles kept open at once for this torrent (default 64).
+    pub max_open_files: usize,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions { max_open_files: 64 }
+    }
+}
+
+/// A file's size and modification time, as recorded in the resume file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub len: u64,
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+}
+
+/// One torrent's files under its download folder.
+#[derive(Debug)]
+pub struct TorrentStorage {
+    root: PathBuf,
+    layout: FileLayout,
+    geometry: Geometry,
+    piece_hashes: Vec<[u8; 20]>,
+    handles: FileHandles,
+    /// Files written since the last `sync`.
+    dirty: Vec<AtomicBool>,
+    /// Pieces that received non-zero bytes inside a padding file since their last hash.
+    tainted: Mutex<BTreeSet<u32>>,
+}
+
+impl TorrentStorage {
+    /// Opens storage for a torrent under `root` (created if missing): checks that the layout and
+    /// the hashes agree with `geometry`, and creates the torrent's zero-length files.
+    pub fn new(
+        root: impl AsRef<Path>,
+        layout: FileLayout,
+        geometry: Geometry,
+        piece_hashes: Vec<[u8; 20]>,
+        options: StorageOptions,
+    ) -> Result<Self, StorageError> {
+        let root = root.as_ref();
+        if layout.total_len() != geometry.total_len() {
+            return Err(StorageError::LengthMismatch {
+                files_len: layout.total_len(),
+                torrent_len: geometry.total_len(),
+            });
+        }
+        if piece_hashes.len() != geometry.piece_count() as usize {
+            return Err(StorageError::HashCountMismatch {
+                hashes: piece_hashes.len(),
+                pieces: geometry.piece_count(),
+            });
+        }
+        std::fs::create_dir_all(root).map_err(|e| StorageError::io(IoOp::CreateFolder, root, e))?;
+        let root =
+            std::fs::canonicalize(root).map_err(|e| StorageError::io(IoOp::Stat, root, e))?;
+        let dirty = layout
+            .files()
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        let storage = TorrentStorage {
+            root,
+            layout,
+            geometry,
+            piece_hashes,
+            handles: FileHandles::new(options.max_open_files),
+            dirty,
+            tainted: Mutex::new(BTreeSet::new()),
+        };
+        storage.create_empty_files()?;
+        Ok(storage)
+    }
+
+    /// The canonical download folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn layout(&self) -> &FileLayout {
+        &self.layout
+    }
+
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// Number of file handles open now.
+    pub fn open_files(&self) -> usize {
+        self.handles.open_count()
+    }
+
+    fn create_empty_files(&self) -> Result<(), StorageError> {
+        for (index, file) in self.layout.files().iter().enumerate() {
+            if file.length == 0 && !file.padding {
+                self.handle(index, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The handle of file `index`, opened (and for writing created, parents and all, and sized)
+    /// through the path checks on a cache miss.
+    fn handle(&self, index: usize, writable: bool) -> Result<Arc<File>, StorageError> {
+        self.handles.get(index, writable, || {
+            let spec = &self.layout.files()[index];
+            let path = resolve(&self.root, &spec.path, writable)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(writable)
+                .create(writable)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| StorageError::io(IoOp::Open, &path, e))?;
+            if writable {
+                let len = file
+                    .metadata()
+                    .map_err(|e| StorageError::io(IoOp::Stat, &path, e))?
+                    .len();
+                if len != spec.length {
+                    file.set_len(spec.length)
+                        .map_err(|e| StorageError::io(IoOp::Resize, &path, e))?;
+                }
+            }
+            Ok(file)
+        })
+    }
+
+    /// Writes `data` at stream offset `offset`. Zeros aimed at padding are dropped; anything else
+    /// aimed at padding taints the pieces it falls in (see the module doc).
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        for seg in self.layout.segments(offset, data.len() as u64) {
+            let bytes = &data[seg.range_offset as usize..(seg.range_offset + seg.len) as usize];
+            let spec = &self.layout.files()[seg.file];
+            if spec.padding {
+                if bytes.iter().any(|&b| b != 0) {
+                    self.taint(offset + seg.range_offset, seg.len);
+                }
+                continue;
+            }
+            let file = self.handle(seg.file, true)?;
+            file.write_all_at(bytes, seg.file_offset)
+                .map_err(|e| StorageError::io(IoOp::Write, &spec.path, e))?;
+            self.dirty[seg.file].store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` from stream offset `offset`.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        for seg in self.layout.segments(offset, buf.len() as u64) {
+            let out = &mut buf[seg.range_offset as usize..(seg.range_offset + seg.len) as usize];
+            let spec = &self.layout.files()[seg.file];
+            if spec.padding {
+                out.fill(0);
+                continue;
+            }
+            let file = self.handle(seg.file, false)?;
+            file.read_exact_at(out, seg.file_offset)
+                .map_err(|e| StorageError::io(IoOp::Read, &spec.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes one received block.
+    pub fn write_block(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
+        let data = &data[..data.len().min(block.len() as usize)];
+        self.write_at(self.geometry.block_offset(block), data)
+    }
+
+    /// Reads one block to serve it.
+    pub fn read_block(&self, block: BlockRef) -> Result<Bytes, StorageError> {
+        let mut buf = vec![0u8; block.len() as usize];
+        self.read_at(self.geometry.block_offset(block), &mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Reads the whole piece into `buf` (reused across calls) and compares its SHA-1 with the
+    /// torrent's. A tainted piece (non-zero padding received) reports a mismatch once.
+    pub fn hash_piece(&self, piece: PieceIndex, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
+        let tainted = self
+            .tainted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&piece.get());
+        buf.resize(self.geometry.piece_size(piece) as usize, 0);
+        self.read_at(self.geometry.piece_offset(piece), buf)?;
+        let digest = Sha1::digest(&buf[..]);
+        let expected = self.piece_hashes.get(piece.as_usize());
+        Ok(!tainted && expected.is_some_and(|h| digest[..] == h[..]))
+    }
+
+    fn taint(&self, offset: u64, len: u64) {
+        let piece_len = u64::from(self.geometry.piece_len());
+        let first = offset / piece_len;
+        let last = (offset + len - 1) / piece_len;
+        tracing::warn!(
+            offset,
+            len,
+            "non-zero bytes received for a padding file; the piece will fail its check"
+        );
+        let mut tainted = self.tainted.lock().unwrap_or_else(PoisonError::into_inner);
+        tainted.extend((first..=last).map(|p| p as u32));
+    }
+
+    /// Flushes (`fdatasync`) every file written since the last call. After it returns `Ok`, every
+    /// write that finished before the call began is on stable storage.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        for (index, dirty) in self.dirty.iter().enumerate() {
+            if !dirty.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            let result = self.handle(index, false).and_then(|file| {
+                file.sync_data()
+                    .map_err(|e| StorageError::io(IoOp::Sync, &self.layout.files()[index].path, e))
+            });
+            if let Err(err) = result {
+                dirty.store(true, Ordering::Release);
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// The size and mtime of each file now; `None` for padding files and missing ones.
+    pub fn stamps(&self) -> Vec<Option<FileStamp>> {
+        (0..self.layout.files().len())
+            .map(|index| self.stamp(index))
+            .collect()
+    }
+
+    fn stamp(&self, index: usize) -> Option<FileStamp> {
+        let spec = &self.layout.files()[index];
+        if spec.padding {
+            return None;
+        }
+        let path = resolve(&self.root, &spec.path, false).ok()?;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            len: meta.len(),
+            mtime_secs: meta.mtime(),
+            mtime_nanos: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        })
+    }
+
+    /// Runs one engine request and returns its completion. `hash_buf` is the calling thread's
+    /// reusable piece buffer.
+    pub fn execute(&self, request: DiskRequest, hash_buf: &mut Vec<u8>) -> DiskDone {
+        match request {
+            DiskRequest::Write { block, data } => {
+                let result = self
+                    .write_block(block, &data)
+                    .map_err(|e| log_failure(&e, "write"));
+                DiskDone::Written { block, result }
+            }
+            DiskRequest::Read { peer, block } => {
+                let result = self.read_block(block).map_err(|e| log_failure(&e, "read"));
+                DiskDone::Read {
+                    peer,
+                    block,
+                    result,
+                }
+            }
+            DiskRequest::Hash { piece } => {
+                let result = self
+                    .hash_piece(piece, hash_buf)
+                    .map_err(|e| log_failure(&e, "hash"));
+                DiskDone::Hashed { piece, result }
+            }
+        }
+    }
+}
+
+fn log_failure(err: &StorageError, what: &'static str) -> shoal_engine::disk::DiskFailure {
+    let failure = err.to_failure();
+    tracing::warn!(kind = ?failure.kind, error = %err, "disk {what} failed");
+    failure
+}

@@ -1,0 +1,256 @@
+//! The disk pool: a fixed set of named std threads that run the engines' [`DiskRequest`]s.
+//!
+//! Data flow: a torrent task holds a [`DiskHandle`] (its storage + the channel its
+//! [`DiskDone`]s come back on) and submits requests into one bounded queue shared by all
+//! torrents; a worker takes a job, runs it with positional IO (hashing included, into the
+//! worker's own reusable piece buffer) and sends the completion to that torrent's channel. No
+//! disk IO and no SHA-1 ever runs on an async thread.
+//!
+//! Back-pressure: the queue holds at most `queue_capacity` jobs; [`DiskHandle::submit`] waits
+//! for room and [`DiskHandle::try_submit`] hands the request back when it is full.
+//! [`DiskPool::queue_depth`] (jobs submitted and not finished) is the figure for metrics.
+//! Completions go out on unbounded channels on purpose: a worker must never wait on a torrent
+//! that is itself waiting for room in the queue, and completions are bounded by the queue anyway.
+//!
+//! Why threads and not `spawn_blocking` behind a semaphore: the number of threads doing disk IO
+//! is fixed and visible (`shoal-disk-N` in `top`), each keeps one piece buffer for its whole
+//! life instead of allocating per hash, and a panic in one job is caught and turned into a
+//! failure instead of losing the completion the engine waits for.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use shoal_engine::disk::{DiskDone, DiskFailure, DiskFailureKind, DiskRequest};
+use shoal_engine::PeerKey;
+use shoal_proto::{BlockRef, PieceIndex};
+use tokio::sync::mpsc;
+
+use super::files::TorrentStorage;
+
+/// Sizes of the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskPoolConfig {
+    /// Worker threads (default 4: enough to overlap IO waits on a 2-core machine; hashing is
+    /// CPU-bound at ~1.6 GB/s per core, so more threads than cores only help with slow disks).
+    pub threads: usize,
+    /// Jobs queued at most, across all torrents (default 256).
+    pub queue_capacity: usize,
+}
+
+impl Default for DiskPoolConfig {
+    fn default() -> Self {
+        DiskPoolConfig {
+            threads: 4,
+            queue_capacity: 256,
+        }
+    }
+}
+
+struct Job {
+    storage: Arc<TorrentStorage>,
+    request: DiskRequest,
+    reply: mpsc::UnboundedSender<DiskDone>,
+}
+
+/// The pool. Dropping it (and every [`DiskHandle`]) lets the workers finish the queued jobs and
+/// exit; [`DiskPool::shutdown`] also waits for them.
+#[derive(Debug)]
+pub struct DiskPool {
+    queue: mpsc::Sender<Job>,
+    depth: Arc<AtomicUsize>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// A torrent's way into the pool.
+#[derive(Debug, Clone)]
+pub struct DiskHandle {
+    storage: Arc<TorrentStorage>,
+    queue: mpsc::Sender<Job>,
+    depth: Arc<AtomicUsize>,
+    reply: mpsc::UnboundedSender<DiskDone>,
+}
+
+/// Why a request was not queued; the request comes back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    #[error("the disk queue is full")]
+    Full(DiskRequest),
+    #[error("the disk pool is shut down")]
+    Closed(DiskRequest),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskPool {
+    /// Starts the worker threads.
+    pub fn new(config: DiskPoolConfig) -> std::io::Result<Self> {
+        let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let mut workers = Vec::new();
+        for n in 0..config.threads.max(1) {
+            let receiver = Arc::clone(&receiver);
+            let depth = Arc::clone(&depth);
+            let worker = std::thread::Builder::new()
+                .name(format!("shoal-disk-{n}"))
+                .spawn(move || run_worker(&receiver, &depth))?;
+            workers.push(worker);
+        }
+        Ok(DiskPool {
+            queue,
+            depth,
+            workers,
+        })
+    }
+
+    /// A handle for one torrent: its requests run against `storage`, its completions arrive on
+    /// `reply`.
+    pub fn handle(
+        &self,
+        storage: Arc<TorrentStorage>,
+        reply: mpsc::UnboundedSender<DiskDone>,
+    ) -> DiskHandle {
+        DiskHandle {
+            storage,
+            queue: self.queue.clone(),
+            depth: Arc::clone(&self.depth),
+            reply,
+        }
+    }
+
+    /// Jobs submitted and not yet finished (waiting for room, queued or running), across all
+    /// torrents.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Closes the queue and waits (blocking) until the workers have run every queued job and
+    /// exited. Handles still alive keep the queue open: drop them first.
+    pub fn shutdown(self) {
+        drop(self.queue);
+        for worker in self.workers {
+            if worker.join().is_err() {
+                tracing::error!("a disk worker panicked outside a job");
+            }
+        }
+    }
+}
+
+impl DiskHandle {
+    pub fn storage(&self) -> &Arc<TorrentStorage> {
+        &self.storage
+    }
+
+    /// Queues a request, waiting while the queue is full.
+    pub async fn submit(&self, request: DiskRequest) -> Result<(), SubmitError> {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        match self.queue.send(self.job(request)).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(job)) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(SubmitError::Closed(job.request))
+            }
+        }
+    }
+
+    /// Queues a request if there is room now.
+    pub fn try_submit(&self, request: DiskRequest) -> Result<(), SubmitError> {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.queue.try_send(self.job(request)).map_err(|err| {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            match err {
+                mpsc::error::TrySendError::Full(job) => SubmitError::Full(job.request),
+                mpsc::error::TrySendError::Closed(job) => SubmitError::Closed(job.request),
+            }
+        })
+    }
+
+    /// Jobs submitted and not yet finished, across all torrents.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    fn job(&self, request: DiskRequest) -> Job {
+        Job {
+            storage: Arc::clone(&self.storage),
+            request,
+            reply: self.reply.clone(),
+        }
+    }
+}
+
+fn run_worker(receiver: &Mutex<mpsc::Receiver<Job>>, depth: &AtomicUsize) {
+    let mut piece_buf = Vec::new();
+    loop {
+        // One worker waits on the channel while holding the lock; the others wait on the lock.
+        let job = receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .blocking_recv();
+        let Some(job) = job else { return };
+        let done = run_job(&job.storage, job.request, &mut piece_buf);
+        depth.fetch_sub(1, Ordering::Relaxed);
+        // The torrent may be gone; its completions no longer matter then.
+        let _ = job.reply.send(done);
+    }
+}
+
+fn run_job(storage: &TorrentStorage, request: DiskRequest, piece_buf: &mut Vec<u8>) -> DiskDone {
+    let subject = Subject::of(&request);
+    match catch_unwind(AssertUnwindSafe(|| storage.execute(request, piece_buf))) {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::error!(request = ?subject, "a disk job panicked");
+            *piece_buf = Vec::new();
+            subject.failed(DiskFailure {
+                kind: DiskFailureKind::Other,
+                message: "internal error in a disk job".into(),
+            })
+        }
+    }
+}
+
+/// What a request was about, without its data: enough to answer it with a failure.
+#[derive(Debug, Clone, Copy)]
+enum Subject {
+    Write(BlockRef),
+    Read(PeerKey, BlockRef),
+    Hash(PieceIndex),
+}
+
+impl Subject {
+    fn of(request: &DiskRequest) -> Self {
+        match request {
+            DiskRequest::Write { block, .. } => Subject::Write(*block),
+            DiskRequest::Read { peer, block } => Subject::Read(*peer, *block),
+            DiskRequest::Hash { piece } => Subject::Hash(*piece),
+        }
+    }
+
+    fn failed(self, failure: DiskFailure) -> DiskDone {
+        match self {
+            Subject::Write(block) => DiskDone::Written {
+                block,
+                result: Err(failure),
+            },
+            Subject::Read(peer, block) => DiskDone::Read {
+                peer,
+                block,
+                result: Err(failure),
+            },
+            Subject::Hash(piece) => DiskDone::Hashed {
+                piece,
+                result: Err(failure),
+            },
+        }
+    }
+}

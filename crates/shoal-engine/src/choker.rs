@@ -268,3 +268,252 @@ impl Choker {
         chosen
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use std::collections::BTreeSet;
+
+    #[allow(clippy::disallowed_methods)] // tests need one real instant to offset from
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    /// Ten interested peers connected long ago; peer k gives us k × 10 KB/s and gets k KB/s.
+    fn ten_peers(start: Instant) -> Vec<PeerChokeStats> {
+        (1..=10)
+            .map(|k| PeerChokeStats {
+                peer: PeerKey(k),
+                interested: true,
+                choking_us: false,
+                down_rate: k * 10_000,
+                up_rate: k * 1_000,
+                snubbed: false,
+                connected_at: start,
+            })
+            .collect()
+    }
+
+    fn keys(ks: &[u64]) -> Vec<PeerKey> {
+        ks.iter().map(|k| PeerKey(*k)).collect()
+    }
+
+    fn regular(d: &ChokeDecision) -> Vec<PeerKey> {
+        d.unchoked
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != d.optimistic)
+            .collect()
+    }
+
+    #[test]
+    fn leeching_unchokes_the_three_best_uploaders_plus_one_optimistic() {
+        let start = t0();
+        let now = start + secs(600);
+        let mut choker = Choker::new(now, ChokerConfig::default());
+        let mut rng = StdRng::seed_from_u64(1);
+        let peers = ten_peers(start);
+        let d = choker
+            .handle_timeout(now, &peers, ChokeMode::Leeching, &mut rng)
+            .unwrap();
+        assert_eq!(regular(&d), keys(&[8, 9, 10]));
+        let optimistic = d.optimistic.unwrap();
+        assert!(
+            optimistic.0 <= 7,
+            "optimistic slot goes outside the regular ones"
+        );
+        assert_eq!(d.unchoked.len(), 4);
+        assert!(d.is_unchoked(optimistic));
+        assert_eq!(choker.poll_timeout(), Some(now + secs(10)));
+        assert!(choker
+            .handle_timeout(now + secs(9), &peers, ChokeMode::Leeching, &mut rng)
+            .is_none());
+        assert!(choker
+            .handle_timeout(now + secs(10), &peers, ChokeMode::Leeching, &mut rng)
+            .is_some());
+    }
+
+    #[test]
+    fn rates_change_the_regular_slots_each_round() {
+        let start = t0();
+        let mut choker = Choker::new(start, ChokerConfig::default());
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut peers = ten_peers(start);
+        choker.run_round(start + secs(100), &peers, ChokeMode::Leeching, &mut rng);
+        peers[0].down_rate = 1_000_000; // peer 1 suddenly the fastest
+        let d = choker.run_round(start + secs(110), &peers, ChokeMode::Leeching, &mut rng);
+        assert_eq!(regular(&d), keys(&[1, 9, 10]));
+    }
+
+    #[test]
+    fn snubbed_and_uninterested_peers_get_no_regular_slot() {
+        let start = t0();
+        let mut choker = Choker::new(start, ChokerConfig::default());
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut peers = ten_peers(start);
+        peers[9].snubbed = true; // peer 10, the fastest
+        peers[8].interested = false; // peer 9
+        let d = choker.run_round(start + secs(100), &peers, ChokeMode::Leeching, &mut rng);
+        assert_eq!(regular(&d), keys(&[6, 7, 8]));
+        assert_ne!(d.optimistic, Some(PeerKey(9)), "never an uninterested peer");
+    }
+
+    #[test]
+    fn optimistic_slot_rotates_every_thirty_seconds() {
+        let start = t0();
+        let mut choker = Choker::new(start, ChokerConfig::default());
+        let mut rng = StdRng::seed_from_u64(4);
+        let peers = ten_peers(start);
+        let mut holders = Vec::new();
+        for round in 0..12 {
+            let now = start + secs(100 + 10 * round);
+            let d = choker
+                .handle_timeout(now, &peers, ChokeMode::Leeching, &mut rng)
+                .unwrap();
+            holders.push(d.optimistic.unwrap());
+        }
+        for period in holders.chunks(3) {
+            assert!(
+                period.iter().all(|p| *p == period[0]),
+                "kept for 30 s: {holders:?}"
+            );
+        }
+        for pair in holders.chunks(3).collect::<Vec<_>>().windows(2) {
+            assert_ne!(pair[0][0], pair[1][0], "moves after 30 s: {holders:?}");
+        }
+    }
+
+    #[test]
+    fn optimistic_slot_is_refilled_when_its_holder_leaves() {
+        let start = t0();
+        let mut choker = Choker::new(start, ChokerConfig::default());
+        let mut rng = StdRng::seed_from_u64(5);
+        let peers = ten_peers(start);
+        let d = choker.run_round(start + secs(100), &peers, ChokeMode::Leeching, &mut rng);
+        let gone = d.optimistic.unwrap();
+        let rest: Vec<_> = peers.iter().copied().filter(|p| p.peer != gone).collect();
+        let d = choker.run_round(start + secs(105), &rest, ChokeMode::Leeching, &mut rng);
+        assert!(d.optimistic.is_some());
+        assert_ne!(d.optimistic, Some(gone));
+    }
+
+    #[test]
+    fn new_peers_are_three_times_as_likely_to_get_the_optimistic_slot() {
+        let start = t0();
+        let now = start + secs(600);
+        let mut peers = ten_peers(start);
+        peers[0].connected_at = now - secs(5); // peer 1 is new
+        let mut new_wins = 0;
+        for seed in 0..600 {
+            let mut choker = Choker::new(now, ChokerConfig::default());
+            let d = choker.run_round(
+                now,
+                &peers,
+                ChokeMode::Leeching,
+                &mut StdRng::seed_from_u64(seed),
+            );
+            if d.optimistic == Some(PeerKey(1)) {
+                new_wins += 1;
+            }
+        }
+        // Seven eligible peers, one weighted 3: it wins 3/9 of the draws (1/7 unweighted).
+        assert!(
+            (160..=240).contains(&new_wins),
+            "new peer won {new_wins} of 600"
+        );
+    }
+
+    #[test]
+    fn seeding_rotates_slots_round_robin() {
+        let start = t0();
+        let mut choker = Choker::new(start, ChokerConfig::default());
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut peers = ten_peers(start);
+        for p in &mut peers {
+            p.down_rate = 0;
+        }
+        let mut regular_by_round = Vec::new();
+        let mut everyone = BTreeSet::new();
+        for round in 0..12 {
+            let now = start + secs(100 + 10 * round);
+            let d = choker
+                .handle_timeout(now, &peers, ChokeMode::Seeding, &mut rng)
+                .unwrap();
+            let r = regular(&d);
+            assert_eq!(r.len(), 3);
+            everyone.extend(r.iter().copied());
+            regular_by_round.push(r);
+        }
+        // A slot lasts 30 s (three rounds), then the next peers in line get it.
+        assert_eq!(regular_by_round[0], regular_by_round[2]);
+        assert!(regular_by_round[3]
+            .iter()
+            .all(|p| !regular_by_round[0].contains(p)));
+        assert_eq!(everyone.len(), 10, "everyone got a slot within two minutes");
+    }
+
+    #[test]
+    fn seeding_ignores_download_rate_and_snubbing() {
+        let start = t0();
+        let mut choker = Choker::new(start, ChokerConfig::default());
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut peers = ten_peers(start);
+        for p in &mut peers {
+            p.snubbed = true;
+        }
+        let leech = choker.run_round(start + secs(100), &peers, ChokeMode::Leeching, &mut rng);
+        assert_eq!(
+            regular(&leech),
+            vec![],
+            "leeching: snubbed peers get no regular slot"
+        );
+        let mut choker = Choker::new(start, ChokerConfig::default());
+        let seed = choker.run_round(start + secs(100), &peers, ChokeMode::Seeding, &mut rng);
+        assert_eq!(regular(&seed).len(), 3);
+    }
+
+    #[test]
+    fn slot_counts_are_honoured() {
+        let start = t0();
+        let peers = ten_peers(start);
+        let mut rng = StdRng::seed_from_u64(8);
+        for slots in [0, 1, 2, 8, 20] {
+            let config = ChokerConfig {
+                upload_slots: slots,
+                ..ChokerConfig::default()
+            };
+            let d =
+                Choker::new(start, config).run_round(start, &peers, ChokeMode::Leeching, &mut rng);
+            assert_eq!(d.unchoked.len(), slots.min(10), "{slots} slots");
+        }
+        let d = Choker::new(start, ChokerConfig::default()).run_round(
+            start,
+            &[],
+            ChokeMode::Leeching,
+            &mut rng,
+        );
+        assert_eq!(d, ChokeDecision::default());
+    }
+
+    #[test]
+    fn same_seed_same_decisions() {
+        let start = t0();
+        let peers = ten_peers(start);
+        let run = |seed| {
+            let mut choker = Choker::new(start, ChokerConfig::default());
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..6)
+                .map(|r| {
+                    choker.run_round(start + secs(30 * r), &peers, ChokeMode::Leeching, &mut rng)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(9), run(9));
+    }
+}

@@ -735,3 +735,479 @@ impl Picker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use std::collections::BTreeSet;
+
+    const A: PeerKey = PeerKey(1);
+    const B: PeerKey = PeerKey(2);
+    const C: PeerKey = PeerKey(3);
+    const D: PeerKey = PeerKey(4);
+
+    /// `pieces` pieces of two 16 KiB blocks each; the last piece is one short block of 100 bytes
+    /// when `short_last`.
+    fn geometry(pieces: u32, short_last: bool) -> Geometry {
+        let full = u64::from(pieces) * 32768;
+        let total = if short_last { full - 32768 + 100 } else { full };
+        Geometry::new(total, 32768).unwrap()
+    }
+
+    fn rarest_first_picker(pieces: u32) -> Picker {
+        let config = PickerConfig {
+            random_first_pieces: 0,
+            ..PickerConfig::default()
+        };
+        Picker::new(geometry(pieces, false), config)
+    }
+
+    fn bits(piece_count: u32, ones: &[u32]) -> Bitfield {
+        let mut b = Bitfield::new(piece_count);
+        for &i in ones {
+            b.set_index(i);
+        }
+        b
+    }
+
+    fn piece(p: &Picker, i: u32) -> PieceIndex {
+        p.geometry().piece(i).unwrap()
+    }
+
+    fn block(p: &Picker, i: u32, n: u32) -> BlockRef {
+        p.geometry().block(piece(p, i), n).unwrap()
+    }
+
+    fn pieces_of(blocks: &[BlockRef]) -> Vec<u32> {
+        let mut v: Vec<u32> = blocks.iter().map(|b| b.piece().get()).collect();
+        v.dedup();
+        v
+    }
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(7)
+    }
+
+    #[test]
+    fn rarest_piece_is_picked_first() {
+        let mut p = rarest_first_picker(6);
+        // Piece 4 is held by one peer, every other piece by three.
+        p.add_peer_bitfield(A, &bits(6, &[0, 1, 2, 3, 5]));
+        p.add_peer_bitfield(B, &bits(6, &[0, 1, 2, 3, 5]));
+        p.add_peer_bitfield(C, &Bitfield::full(6));
+        assert_eq!(p.availability(piece(&p, 4)), 1);
+        assert_eq!(p.availability(piece(&p, 0)), 3);
+        let got = p.pick(&Bitfield::full(6), C, 2, &mut rng());
+        assert_eq!(got, vec![block(&p, 4, 0), block(&p, 4, 1)]);
+    }
+
+    #[test]
+    fn started_pieces_are_finished_before_new_ones() {
+        let mut p = rarest_first_picker(6);
+        let all = Bitfield::full(6);
+        let first = p.pick(&all, A, 1, &mut rng());
+        assert_eq!(first.len(), 1);
+        let started = first[0].piece();
+        assert_eq!(p.piece_state(started), PieceState::Partial);
+        // B gets the other block of the same piece, then a new piece.
+        let second = p.pick(&all, B, 2, &mut rng());
+        assert_eq!(second[0], block(&p, started.get(), 1));
+        assert_ne!(second[1].piece(), started);
+        assert_eq!(p.piece_state(started), PieceState::AllRequested);
+    }
+
+    #[test]
+    fn never_picks_pieces_we_have_skip_or_the_peer_lacks() {
+        let mut p = rarest_first_picker(6);
+        p.on_piece_verified(piece(&p, 0));
+        p.set_piece_priority(piece(&p, 1), Priority::SKIP);
+        let peer_has = bits(6, &[0, 1, 2]);
+        let got = p.pick(&peer_has, A, 100, &mut rng());
+        assert_eq!(pieces_of(&got), vec![2]);
+        assert!(
+            p.pick(&peer_has, A, 100, &mut rng()).is_empty(),
+            "nothing left it can give"
+        );
+        assert!(!p.is_interesting(&bits(6, &[0, 1])));
+        assert!(p.is_interesting(&bits(6, &[3])));
+    }
+
+    #[test]
+    fn higher_priority_pieces_come_first() {
+        let mut p = rarest_first_picker(6);
+        p.add_peer_bitfield(A, &bits(6, &[0, 1, 2, 3]));
+        p.set_piece_priority(piece(&p, 5), Priority::HIGHEST);
+        // Piece 5 is the most common one, yet the highest priority wins.
+        p.add_peer_bitfield(B, &bits(6, &[5]));
+        p.add_peer_bitfield(C, &bits(6, &[5]));
+        let got = p.pick(&Bitfield::full(6), D, 2, &mut rng());
+        assert_eq!(pieces_of(&got), vec![5]);
+    }
+
+    #[test]
+    fn sequential_mode_takes_pieces_in_order() {
+        let mut p = rarest_first_picker(6);
+        p.set_sequential(true);
+        p.add_peer_bitfield(A, &bits(6, &[0, 1, 2]));
+        let got = p.pick(&Bitfield::full(6), B, 5, &mut rng());
+        assert_eq!(pieces_of(&got), vec![0, 1, 2]);
+        assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn first_pieces_are_random_then_rarest() {
+        // Piece 0 is the rarest, but before 4 pieces are ours the pick is random: over many
+        // seeds, several different pieces come first.
+        let mut firsts = BTreeSet::new();
+        for seed in 0..20 {
+            let mut p = Picker::new(geometry(16, false), PickerConfig::default());
+            p.add_peer_bitfield(A, &bits(16, &(1..16).collect::<Vec<_>>()));
+            let got = p.pick(&Bitfield::full(16), B, 1, &mut StdRng::seed_from_u64(seed));
+            firsts.insert(got[0].piece().get());
+        }
+        assert!(firsts.len() > 3, "random-first picked only {firsts:?}");
+        let mut p = Picker::new(geometry(16, false), PickerConfig::default());
+        p.add_peer_bitfield(A, &bits(16, &(1..16).collect::<Vec<_>>()));
+        for i in 10..14 {
+            p.on_piece_verified(piece(&p, i));
+        }
+        let got = p.pick(&Bitfield::full(16), B, 1, &mut rng());
+        assert_eq!(
+            got[0].piece().get(),
+            0,
+            "rarest first once 4 pieces are ours"
+        );
+    }
+
+    #[test]
+    fn endgame_duplicates_requests_and_reports_cancels() {
+        let mut p = rarest_first_picker(1);
+        let all = Bitfield::full(1);
+        for peer in [A, B, C, D] {
+            p.add_peer_bitfield(peer, &all);
+        }
+        assert_eq!(p.pick(&all, A, 10, &mut rng()).len(), 2);
+        assert!(p.is_endgame());
+        // B and C may double up on A's blocks; D would be a fourth requester: refused.
+        assert_eq!(p.pick(&all, B, 10, &mut rng()).len(), 2);
+        assert_eq!(p.pick(&all, C, 10, &mut rng()).len(), 2);
+        assert!(p.pick(&all, D, 10, &mut rng()).is_empty());
+        assert!(
+            p.pick(&all, A, 10, &mut rng()).is_empty(),
+            "never twice to the same peer"
+        );
+        let b0 = block(&p, 0, 0);
+        assert_eq!(
+            p.on_block_received(b0, B),
+            BlockOutcome::New {
+                piece_complete: false,
+                cancel: vec![A, C]
+            }
+        );
+        assert_eq!(p.on_block_received(b0, A), BlockOutcome::Duplicate);
+        let b1 = block(&p, 0, 1);
+        assert!(matches!(
+            p.on_block_received(b1, C),
+            BlockOutcome::New {
+                piece_complete: true,
+                ..
+            }
+        ));
+        assert_eq!(p.piece_state(piece(&p, 0)), PieceState::AwaitingHash);
+        assert!(
+            p.pick(&all, D, 10, &mut rng()).is_empty(),
+            "complete piece is not re-picked"
+        );
+        assert!(p.on_piece_verified(piece(&p, 0)));
+        assert!(p.is_complete());
+        assert_eq!(p.on_block_received(b1, A), BlockOutcome::Duplicate);
+    }
+
+    #[test]
+    fn no_endgame_while_blocks_are_open() {
+        let mut p = rarest_first_picker(2);
+        let all = Bitfield::full(2);
+        p.add_peer_bitfield(A, &all);
+        assert_eq!(p.pick(&all, A, 2, &mut rng()).len(), 2);
+        assert!(!p.is_endgame());
+        let a_piece = p.in_flight(A)[0].piece();
+        let got = p.pick(&all, B, 2, &mut rng());
+        assert_eq!(
+            pieces_of(&got),
+            vec![1 - a_piece.get()],
+            "the other piece, not duplicates"
+        );
+        assert!(p.is_endgame());
+        let extra = p.pick(&all, B, 10, &mut rng());
+        assert_eq!(
+            pieces_of(&extra),
+            vec![a_piece.get()],
+            "now A's blocks, in duplicate"
+        );
+    }
+
+    #[test]
+    fn dropped_and_orphaned_requests_go_back_to_the_pool() {
+        let mut p = rarest_first_picker(2);
+        let all = Bitfield::full(2);
+        p.add_peer_bitfield(A, &all);
+        let got = p.pick(&all, A, 4, &mut rng());
+        assert_eq!(got.len(), 4);
+        assert!(p.on_request_dropped(got[0], A));
+        assert!(!p.on_request_dropped(got[0], A), "second drop is unknown");
+        assert_eq!(p.pick(&all, B, 1, &mut rng()), vec![got[0]]);
+        assert_eq!(p.in_flight(A).len(), 3);
+        assert_eq!(p.on_peer_gone(A, &all), 3);
+        assert_eq!(p.availability(piece(&p, 0)), 0);
+        let again: BTreeSet<_> = p.pick(&all, C, 3, &mut rng()).into_iter().collect();
+        let expected: BTreeSet<_> = got[1..].iter().copied().collect();
+        assert_eq!(again, expected);
+    }
+
+    #[test]
+    fn late_block_after_timeout_is_still_accepted() {
+        let mut p = rarest_first_picker(1);
+        let all = Bitfield::full(1);
+        let got = p.pick(&all, A, 2, &mut rng());
+        p.on_request_dropped(got[0], A);
+        assert_eq!(
+            p.on_block_received(got[0], A),
+            BlockOutcome::New {
+                piece_complete: false,
+                cancel: vec![]
+            }
+        );
+        // The block is no longer open: nobody is asked for it again.
+        assert!(p.pick(&all, B, 2, &mut rng()).is_empty() || p.is_endgame());
+    }
+
+    #[test]
+    fn unrequested_and_misaligned_blocks_are_refused() {
+        let mut p = rarest_first_picker(2);
+        let g = *p.geometry();
+        assert_eq!(
+            p.on_block_received(block(&p, 1, 0), A),
+            BlockOutcome::Unrequested
+        );
+        p.pick(&bits(2, &[0]), A, 2, &mut rng());
+        let misaligned = g.checked_block(0, 100, 16384).unwrap();
+        assert_eq!(
+            p.on_block_received(misaligned, A),
+            BlockOutcome::Unrequested
+        );
+        let short = g.checked_block(0, 0, 1000).unwrap();
+        assert_eq!(p.on_block_received(short, A), BlockOutcome::Unrequested);
+        assert!(!p.on_request_dropped(misaligned, A));
+    }
+
+    #[test]
+    fn failed_piece_names_contributors_and_is_downloaded_again() {
+        let mut p = rarest_first_picker(2);
+        let all = Bitfield::full(2);
+        // Piece 0 entirely from A: A alone is to blame.
+        let a = p.pick(&bits(2, &[0]), A, 2, &mut rng());
+        for b in &a {
+            p.on_block_received(*b, A);
+        }
+        assert_eq!(p.contributors(piece(&p, 0)), vec![A]);
+        let failure = p.on_piece_failed(piece(&p, 0));
+        assert_eq!(failure.sole_contributor, Some(A));
+        assert_eq!(p.strikes(A), 1);
+        assert_eq!(p.piece_state(piece(&p, 0)), PieceState::NotStarted);
+        // Piece 1 from B and C: both get a strike, nobody is named alone.
+        let b = p.pick(&bits(2, &[1]), B, 1, &mut rng());
+        let c = p.pick(&bits(2, &[1]), C, 1, &mut rng());
+        p.on_block_received(b[0], B);
+        p.on_block_received(c[0], C);
+        let failure = p.on_piece_failed(piece(&p, 1));
+        assert_eq!(failure.contributors, vec![B, C]);
+        assert_eq!(failure.sole_contributor, None);
+        assert_eq!((p.strikes(B), p.strikes(C)), (1, 1));
+        // Both pieces are wanted again.
+        let again = p.pick(&all, D, 10, &mut rng());
+        assert_eq!(again.len(), 4);
+        assert_eq!(p.byte_counts().verified, 0);
+    }
+
+    #[test]
+    fn seeds_are_counted_in_one_counter() {
+        let mut p = rarest_first_picker(4);
+        p.add_peer_bitfield(A, &Bitfield::full(4));
+        p.add_peer_have(A, piece(&p, 1));
+        p.add_peer_bitfield(B, &bits(4, &[1]));
+        assert_eq!(p.availability(piece(&p, 1)), 2);
+        assert_eq!(p.availability(piece(&p, 0)), 1);
+        p.on_peer_gone(A, &Bitfield::full(4));
+        assert_eq!(p.availability(piece(&p, 0)), 0);
+        assert_eq!(p.availability(piece(&p, 1)), 1);
+        p.on_peer_gone(B, &bits(4, &[1]));
+        assert_eq!(p.availability(piece(&p, 1)), 0);
+    }
+
+    #[test]
+    fn file_priorities_map_to_pieces() {
+        // Three 32 KiB pieces; file a = [0, 40000), b = [40000, 40000), c = [40000, 98304).
+        let g = Geometry::new(3 * 32768, 32768).unwrap();
+        let span = |offset, len, level| FileSpan {
+            offset,
+            len,
+            priority: Priority::try_from(level).unwrap(),
+        };
+        let prios = piece_priorities(
+            &g,
+            &[span(0, 40000, 0), span(40000, 0, 7), span(40000, 58304, 2)],
+        );
+        // Piece 1 is shared by a (skip) and c (2): it takes 2. The empty file b touches nothing.
+        assert_eq!(
+            prios,
+            vec![
+                Priority::SKIP,
+                Priority::try_from(2).unwrap(),
+                Priority::try_from(2).unwrap()
+            ]
+        );
+        let prios = piece_priorities(&g, &[span(0, 40000, 5), span(40000, 58304, 0)]);
+        assert_eq!(prios[1], Priority::try_from(5).unwrap());
+        assert_eq!(prios[2], Priority::SKIP);
+        assert_eq!(Priority::try_from(8), Err(PriorityError { level: 8 }));
+    }
+
+    #[test]
+    fn byte_counts_follow_priorities_and_verification() {
+        let mut p = Picker::new(geometry(3, true), PickerConfig::default());
+        let total = 2 * 32768 + 100;
+        assert_eq!(p.byte_counts().total, total);
+        assert_eq!(p.byte_counts().wanted_left(), total);
+        p.set_piece_priority(piece(&p, 0), Priority::SKIP);
+        p.on_piece_verified(piece(&p, 2));
+        let counts = p.byte_counts();
+        assert_eq!(counts.wanted, 32768 + 100);
+        assert_eq!(counts.wanted_verified, 100);
+        assert_eq!(counts.wanted_left(), 32768);
+        assert_eq!(counts.total_left(), 2 * 32768);
+        // The short last piece hands out one short block.
+        let mut q = Picker::new(geometry(3, true), PickerConfig::default());
+        let got = q.pick(&bits(3, &[2]), A, 10, &mut rng());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].len(), 100);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Pick { peer: u8, max: u8 },
+        Receive { peer: u8, nth: u8 },
+        Drop { peer: u8, nth: u8 },
+        Gone { peer: u8 },
+        Hash { ok: bool },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..4, 1u8..8).prop_map(|(peer, max)| Op::Pick { peer, max }),
+            4 => (0u8..4, any::<u8>()).prop_map(|(peer, nth)| Op::Receive { peer, nth }),
+            1 => (0u8..4, any::<u8>()).prop_map(|(peer, nth)| Op::Drop { peer, nth }),
+            1 => (0u8..4).prop_map(|peer| Op::Gone { peer }),
+            2 => any::<bool>().prop_map(|ok| Op::Hash { ok }),
+        ]
+    }
+
+    proptest! {
+        /// Random interleavings never hand out a block out of range or one the peer lacks, never
+        /// the same block to two peers outside endgame, and a final pass with one seed always
+        /// finishes the download.
+        #[test]
+        fn random_operations_keep_the_invariants(
+            pieces in 1u32..7,
+            short_last in any::<bool>(),
+            masks in prop::collection::vec(any::<u8>(), 4),
+            ops in prop::collection::vec(op(), 0..120),
+            seed in any::<u64>(),
+        ) {
+            let g = geometry(pieces, short_last);
+            let mut p = Picker::new(g, PickerConfig::default());
+            let mut rng = StdRng::seed_from_u64(seed);
+            let peer_bits: Vec<Bitfield> = masks
+                .iter()
+                .map(|m| bits(pieces, &(0..pieces).filter(|i| m & (1 << i) != 0).collect::<Vec<_>>()))
+                .collect();
+            for (k, b) in peer_bits.iter().enumerate() {
+                p.add_peer_bitfield(PeerKey(k as u64), b);
+            }
+            // Model: blocks in flight per peer, blocks received and not yet hashed.
+            let mut in_flight: Vec<Vec<BlockRef>> = vec![Vec::new(); 4];
+            for op in ops {
+                match op {
+                    Op::Pick { peer, max } => {
+                        let key = PeerKey(u64::from(peer));
+                        let got = p.pick(&peer_bits[peer as usize], key, max as usize, &mut rng);
+                        prop_assert!(got.len() <= max as usize);
+                        let endgame = p.is_endgame();
+                        for b in got {
+                            prop_assert_eq!(g.block(b.piece(), b.block_index()), Some(b));
+                            prop_assert!(peer_bits[peer as usize].get(b.piece()));
+                            prop_assert!(!p.have().get(b.piece()));
+                            prop_assert!(!in_flight[peer as usize].contains(&b), "same peer twice");
+                            let elsewhere = in_flight.iter().any(|v| v.contains(&b));
+                            prop_assert!(!elsewhere || endgame, "duplicate outside endgame: {:?}", b);
+                            in_flight[peer as usize].push(b);
+                        }
+                    }
+                    Op::Receive { peer, nth } => {
+                        let list = &mut in_flight[peer as usize];
+                        if list.is_empty() { continue; }
+                        let b = list.remove(nth as usize % list.len());
+                        let outcome = p.on_block_received(b, PeerKey(u64::from(peer)));
+                        if let BlockOutcome::New { cancel, .. } = outcome {
+                            for other in cancel {
+                                let v = &mut in_flight[other.0 as usize];
+                                prop_assert!(v.contains(&b), "cancel for a peer without the block");
+                                v.retain(|x| *x != b);
+                            }
+                        }
+                    }
+                    Op::Drop { peer, nth } => {
+                        let list = &mut in_flight[peer as usize];
+                        if list.is_empty() { continue; }
+                        let b = list.remove(nth as usize % list.len());
+                        prop_assert!(p.on_request_dropped(b, PeerKey(u64::from(peer))));
+                    }
+                    Op::Gone { peer } => {
+                        let key = PeerKey(u64::from(peer));
+                        let freed = p.on_peer_gone(key, &peer_bits[peer as usize]);
+                        prop_assert_eq!(freed, in_flight[peer as usize].len());
+                        in_flight[peer as usize].clear();
+                        p.add_peer_bitfield(key, &peer_bits[peer as usize]);
+                    }
+                    Op::Hash { ok } => {
+                        let ready = g.pieces().find(|&i| p.piece_state(i) == PieceState::AwaitingHash);
+                        if let Some(i) = ready {
+                            if ok { p.on_piece_verified(i); } else { p.on_piece_failed(i); }
+                        }
+                    }
+                }
+            }
+            // Drain: every peer's requests come back, then a seed fetches everything left.
+            for (k, list) in in_flight.iter().enumerate() {
+                prop_assert_eq!(p.on_peer_gone(PeerKey(k as u64), &peer_bits[k]), list.len());
+            }
+            let seed_peer = PeerKey(99);
+            let full = Bitfield::full(pieces);
+            p.add_peer_bitfield(seed_peer, &full);
+            for _ in 0..(pieces * 2 + 2) {
+                let got = p.pick(&full, seed_peer, 3, &mut rng);
+                for b in got {
+                    p.on_block_received(b, seed_peer);
+                }
+                for i in g.pieces() {
+                    if p.piece_state(i) == PieceState::AwaitingHash {
+                        p.on_piece_verified(i);
+                    }
+                }
+            }
+            prop_assert!(p.is_complete(), "left {:?}", p.byte_counts());
+        }
+    }
+}

@@ -157,7 +157,10 @@ pub struct RequestPipeline {
     outstanding: Vec<Outstanding>,
     /// Smoothed time from sending a request to its block arriving.
     smoothed_rtt: Option<Duration>,
-    /// Since when we have been waiting for a block with requests out (reset by each block).
+    /// The snub clock: since when we have been waiting for a block. Started by a request, reset
+    /// by every block, stopped when the peer owes us nothing (all requests answered, rejected or
+    /// dropped by us); requests that time out do not stop it, so re-requesting from a silent
+    /// peer cannot postpone its snubbing forever.
     waiting_since: Option<Instant>,
     snubbed: bool,
 }
@@ -236,7 +239,7 @@ impl RequestPipeline {
 
     /// A request went out.
     pub fn on_request_sent(&mut self, block: BlockRef, now: Instant) {
-        if self.outstanding.is_empty() {
+        if self.waiting_since.is_none() {
             self.waiting_since = Some(now);
         }
         self.outstanding.push(Outstanding {
@@ -281,8 +284,9 @@ impl RequestPipeline {
         self.outstanding.drain(..).map(|o| o.block).collect()
     }
 
-    /// Gives up on what is overdue at `now`: everything when the peer just became snubbed,
-    /// otherwise the requests older than [`RequestPipeline::request_timeout`]. The caller returns
+    /// Gives up on what is overdue at `now`: everything when the peer just became snubbed (no
+    /// block for `snub_after` since we started waiting), otherwise the requests older than
+    /// [`RequestPipeline::request_timeout`]. The caller returns
     /// them to the picker and may send `cancel` for them.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<BlockRef> {
         if let Some(since) = self.waiting_since {
@@ -300,9 +304,6 @@ impl RequestPipeline {
             }
             !overdue
         });
-        if self.outstanding.is_empty() {
-            self.waiting_since = None;
-        }
         expired
     }
 
@@ -321,5 +322,173 @@ impl RequestPipeline {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::Geometry;
+
+    #[allow(clippy::disallowed_methods)] // tests need one real instant to offset from
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    fn blocks(n: u32) -> Vec<BlockRef> {
+        let g = Geometry::new(u64::from(n) * 16384, 16384).unwrap();
+        g.pieces().map(|p| g.block(p, 0).unwrap()).collect()
+    }
+
+    #[test]
+    fn rate_over_a_sliding_window() {
+        let start = t0();
+        let mut rate = RateEstimator::new(start, secs(20.0));
+        assert_eq!(rate.rate(start), 0);
+        rate.record(start, 16384);
+        assert_eq!(
+            rate.rate(start),
+            16384,
+            "first block: spread over one bucket, not zero time"
+        );
+        // 16 KiB every 100 ms for 30 s: 160 KiB/s.
+        for i in 1..300 {
+            rate.record(start + secs(f64::from(i) * 0.1), 16384);
+        }
+        let at = start + secs(30.0);
+        let r = rate.rate(at);
+        assert!((150_000..=175_000).contains(&r), "rate {r}");
+        assert_eq!(rate.total(), 300 * 16384);
+        // Idle: the rate decays and reaches zero once the window has passed.
+        assert!(rate.rate(start + secs(40.0)) < r / 2 + 10_000);
+        assert_eq!(rate.rate(start + secs(51.0)), 0);
+    }
+
+    #[test]
+    fn depth_follows_rate_and_reqq() {
+        let start = t0();
+        let mut pipe = RequestPipeline::new(start, PipelineConfig::default());
+        assert_eq!(pipe.depth(start), 2, "no data yet: minimum depth");
+        // 1 MiB/s for 10 s: 2 s of it is 128 blocks.
+        let bs = blocks(1);
+        for i in 0..640 {
+            pipe.on_block_received(bs[0], start + secs(f64::from(i) / 64.0));
+        }
+        let at = start + secs(10.0);
+        let depth = pipe.depth(at);
+        assert!((120..=136).contains(&depth), "depth {depth}");
+        pipe.set_peer_reqq(50);
+        assert_eq!(pipe.depth(at), 50, "the peer's reqq caps the queue");
+        pipe.set_peer_reqq(0);
+        assert_eq!(pipe.depth(at), 1);
+        let mut fast = RequestPipeline::new(start, PipelineConfig::default());
+        for i in 0..6400 {
+            fast.on_block_received(bs[0], start + secs(f64::from(i) / 640.0));
+        }
+        assert_eq!(fast.depth(at), 250, "10 MiB/s is capped at 250");
+        assert_eq!(fast.room(at), 250);
+    }
+
+    #[test]
+    fn requests_time_out_after_twenty_seconds_by_default() {
+        let start = t0();
+        let mut pipe = RequestPipeline::new(start, PipelineConfig::default());
+        let bs = blocks(3);
+        pipe.on_request_sent(bs[0], start);
+        pipe.on_request_sent(bs[1], start + secs(5.0));
+        assert_eq!(pipe.room(start), 0);
+        assert_eq!(pipe.poll_timeout(), Some(start + secs(20.0)));
+        assert!(pipe.handle_timeout(start + secs(19.9)).is_empty());
+        assert_eq!(pipe.handle_timeout(start + secs(20.0)), vec![bs[0]]);
+        assert_eq!(pipe.outstanding().collect::<Vec<_>>(), vec![bs[1]]);
+        assert_eq!(pipe.handle_timeout(start + secs(25.0)), vec![bs[1]]);
+        assert!(!pipe.is_snubbed());
+    }
+
+    #[test]
+    fn slow_but_alive_peer_keeps_its_requests() {
+        let start = t0();
+        let mut pipe = RequestPipeline::new(start, PipelineConfig::default());
+        let bs = blocks(10);
+        // Each block takes 15 s to come: the timeout grows to four times that.
+        let mut now = start;
+        for b in &bs[..5] {
+            pipe.on_request_sent(*b, now);
+            now += secs(15.0);
+            assert!(pipe.handle_timeout(now).is_empty());
+            assert!(pipe.on_block_received(*b, now));
+        }
+        assert_eq!(pipe.request_timeout(), secs(60.0));
+        pipe.on_request_sent(bs[5], now);
+        assert!(
+            pipe.handle_timeout(now + secs(45.0)).is_empty(),
+            "45 s is slow, not dead"
+        );
+        assert!(!pipe.is_snubbed());
+    }
+
+    #[test]
+    fn silent_peer_is_snubbed_after_sixty_seconds() {
+        let start = t0();
+        let mut pipe = RequestPipeline::new(start, PipelineConfig::default());
+        let bs = blocks(4);
+        pipe.on_request_sent(bs[0], start);
+        pipe.on_request_sent(bs[1], start);
+        // The requests time out at 20 s; sending new ones does not restart the snub clock.
+        assert_eq!(pipe.handle_timeout(start + secs(20.0)).len(), 2);
+        pipe.on_request_sent(bs[2], start + secs(21.0));
+        pipe.on_request_sent(bs[3], start + secs(21.0));
+        assert_eq!(pipe.poll_timeout(), Some(start + secs(41.0)));
+        assert!(pipe.handle_timeout(start + secs(40.0)).is_empty());
+        assert_eq!(pipe.handle_timeout(start + secs(41.0)).len(), 2);
+        assert_eq!(pipe.poll_timeout(), Some(start + secs(60.0)));
+        assert!(
+            pipe.handle_timeout(start + secs(60.0)).is_empty(),
+            "nothing left to return"
+        );
+        assert!(pipe.is_snubbed());
+        assert_eq!(pipe.depth(start + secs(60.0)), 1);
+        // A block ends the snub.
+        pipe.on_request_sent(bs[0], start + secs(61.0));
+        assert!(pipe.on_block_received(bs[0], start + secs(62.0)));
+        assert!(!pipe.is_snubbed());
+        assert_eq!(pipe.depth(start + secs(62.0)), 2);
+        assert_eq!(pipe.poll_timeout(), None);
+    }
+
+    #[test]
+    fn snubbing_returns_every_request_at_once() {
+        let start = t0();
+        let config = PipelineConfig {
+            min_request_timeout: secs(90.0),
+            ..PipelineConfig::default()
+        };
+        let mut pipe = RequestPipeline::new(start, config);
+        let bs = blocks(3);
+        for b in &bs {
+            pipe.on_request_sent(*b, start);
+        }
+        assert_eq!(pipe.handle_timeout(start + secs(60.0)), bs);
+        assert!(pipe.is_snubbed());
+        assert_eq!(pipe.outstanding_len(), 0);
+    }
+
+    #[test]
+    fn choke_and_rejects_stop_the_snub_clock() {
+        let start = t0();
+        let mut pipe = RequestPipeline::new(start, PipelineConfig::default());
+        let bs = blocks(2);
+        pipe.on_request_sent(bs[0], start);
+        pipe.on_request_sent(bs[1], start);
+        assert!(pipe.on_request_dropped(bs[0]));
+        assert!(!pipe.on_request_dropped(bs[0]));
+        assert_eq!(pipe.take_all(), vec![bs[1]]);
+        assert_eq!(pipe.poll_timeout(), None);
+        assert!(pipe.handle_timeout(start + secs(300.0)).is_empty());
+        assert!(!pipe.is_snubbed());
     }
 }

@@ -24,6 +24,9 @@ mod decode;
 mod encode;
 mod value;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,236 @@
+//! The torrent's side of each connection: what a [`PeerEvent`] means for the picker and the
+//! disk, which requests to send, interest, request time-outs and dropping peers.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use shoal_proto::{BlockRef, PeerId};
+
+use super::{DisconnectReason, Output, Torrent, TorrentEvent};
+use crate::disk::DiskRequest;
+use crate::peer::{PeerCommand, PeerEvent};
+use crate::picker::BlockOutcome;
+use crate::PeerKey;
+
+impl Torrent {
+    /// Handles every event the peer's connection has queued (the peer may be dropped on the way).
+    pub(super) fn drain_events(&mut self, now: Instant, key: PeerKey) {
+        while let Some(event) = self.peers.get_mut(&key).and_then(|p| p.conn.poll_event()) {
+            self.on_peer_event(now, key, event);
+        }
+    }
+
+    fn on_peer_event(&mut self, now: Instant, key: PeerKey, event: PeerEvent) {
+        match event {
+            PeerEvent::HandshakeDone { peer_id, .. } => self.on_handshake(now, key, peer_id),
+            PeerEvent::Bitfield(bits) => {
+                self.picker.add_peer_bitfield(key, &bits);
+                if self.picker.have().is_full() && bits.is_full() {
+                    self.disconnect(now, key, DisconnectReason::BothSeeds);
+                    return;
+                }
+                self.update_interest(now, key);
+            }
+            PeerEvent::Have(piece) => {
+                self.picker.add_peer_have(key, piece);
+                let wanted = self.picker.is_wanted(piece);
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    if wanted && !peer.conn.am_interested() {
+                        peer.conn.handle_command(now, PeerCommand::Interested);
+                    }
+                }
+            }
+            PeerEvent::Interested => self.on_peer_interested(now, key),
+            PeerEvent::Request(block) => self.on_peer_request(key, block),
+            PeerEvent::Block { block, data } => self.on_block(now, key, block, data),
+            PeerEvent::RequestDropped(block) => {
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    peer.pipeline.on_request_dropped(block);
+                }
+                self.picker.on_request_dropped(block, key);
+            }
+            // Requests resume in `fill_requests`; the choker reacts at its next round.
+            PeerEvent::Choked | PeerEvent::Unchoked | PeerEvent::NotInterested => {}
+            // Hints and extension messages shoal does not act on yet.
+            _ => {}
+        }
+    }
+
+    /// Handshake done: refuse banned ids and a second connection to the same peer.
+    fn on_handshake(&mut self, now: Instant, key: PeerKey, peer_id: PeerId) {
+        let Some(addr) = self.peers.get(&key).map(|p| p.addr) else {
+            return;
+        };
+        if self.addrs.is_banned(addr, Some(peer_id)) {
+            self.disconnect(now, key, DisconnectReason::Banned);
+            return;
+        }
+        let twin = self
+            .peers
+            .iter()
+            .find(|(&other, p)| other != key && p.conn.their_peer_id() == Some(peer_id))
+            .map(|(&other, _)| other);
+        if let Some(other) = twin {
+            // Both sides must keep the same connection: the one opened by the smaller peer id
+            // (the older one when the same side opened both).
+            let opener = |k: PeerKey| match self.peers.get(&k) {
+                Some(p) if p.outgoing => self.our_peer_id,
+                _ => peer_id,
+            };
+            let keep_new = opener(key) < opener(other) && opener(key) != opener(other);
+            let drop = if keep_new { other } else { key };
+            self.disconnect(now, drop, DisconnectReason::Duplicate);
+            if drop == key {
+                return;
+            }
+        }
+        self.outputs
+            .push_back(Output::Event(TorrentEvent::PeerConnected {
+                peer: key,
+                addr,
+                peer_id,
+            }));
+    }
+
+    /// A peer wants our data: when an upload slot is free, run a choker round at once rather
+    /// than leave it waiting for the next one.
+    fn on_peer_interested(&mut self, now: Instant, key: PeerKey) {
+        let unchoked = self.peers.values().filter(|p| !p.conn.am_choking()).count();
+        let choked = self.peers.get(&key).is_some_and(|p| p.conn.am_choking());
+        if choked && unchoked < self.config.choker.upload_slots {
+            self.choke_round(now);
+        }
+    }
+
+    /// The connection only reports requests for pieces we have and may serve: read them.
+    fn on_peer_request(&mut self, key: PeerKey, block: BlockRef) {
+        if self.paused || !self.picker.have().get(block.piece()) {
+            return;
+        }
+        self.outputs
+            .push_back(Output::Disk(DiskRequest::Read { peer: key, block }));
+    }
+
+    fn on_block(&mut self, now: Instant, key: PeerKey, block: BlockRef, data: Bytes) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.pipeline.on_block_received(block, now);
+        }
+        match self.picker.on_block_received(block, key) {
+            BlockOutcome::New { cancel, .. } => {
+                *self.writes_in_flight.entry(block.piece()).or_insert(0) += 1;
+                self.outputs
+                    .push_back(Output::Disk(DiskRequest::Write { block, data }));
+                for other in cancel {
+                    if let Some(peer) = self.peers.get_mut(&other) {
+                        peer.pipeline.on_request_dropped(block);
+                        peer.conn.handle_command(now, PeerCommand::Cancel(block));
+                    }
+                }
+            }
+            BlockOutcome::Duplicate | BlockOutcome::Unrequested => {
+                self.wasted += u64::from(block.len());
+            }
+        }
+    }
+
+    /// Sends `interested` / `not interested` to match whether the peer has a piece we want.
+    pub(super) fn update_interest(&mut self, now: Instant, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let interesting = self.picker.is_interesting(peer.conn.their_pieces());
+        match (interesting, peer.conn.am_interested()) {
+            (true, false) => peer.conn.handle_command(now, PeerCommand::Interested),
+            (false, true) => peer.conn.handle_command(now, PeerCommand::NotInterested),
+            _ => {}
+        }
+    }
+
+    /// Tops up the peer's request pipeline from the picker.
+    pub(super) fn fill_requests(&mut self, now: Instant, key: PeerKey) {
+        if self.paused {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if !peer.conn.is_established() || !peer.conn.am_interested() || peer.conn.peer_choking() {
+            return;
+        }
+        let room = peer.pipeline.room(now);
+        if room == 0 {
+            return;
+        }
+        let blocks = self
+            .picker
+            .pick(peer.conn.their_pieces(), key, room, &mut self.rng);
+        for block in blocks {
+            peer.pipeline.on_request_sent(block, now);
+            peer.conn.handle_command(now, PeerCommand::Request(block));
+        }
+        self.drain_events(now, key);
+    }
+
+    pub(super) fn fill_all(&mut self, now: Instant) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.fill_requests(now, key);
+        }
+    }
+
+    /// Requests unanswered past their time-out (or all of a peer that snubs us) are cancelled
+    /// and go back to the picker.
+    pub(super) fn expire_requests(&mut self, now: Instant) {
+        let mut expired: Vec<(PeerKey, BlockRef)> = Vec::new();
+        for (&key, peer) in &mut self.peers {
+            for block in peer.pipeline.handle_timeout(now) {
+                peer.conn.handle_command(now, PeerCommand::Cancel(block));
+                expired.push((key, block));
+            }
+        }
+        for (key, block) in expired {
+            self.picker.on_request_dropped(block, key);
+        }
+    }
+
+    /// Drops a peer on our initiative, telling the runtime why.
+    pub(super) fn disconnect(&mut self, now: Instant, key: PeerKey, reason: DisconnectReason) {
+        if self.remove_peer(now, key).is_some() {
+            self.outputs
+                .push_back(Output::Disconnect { peer: key, reason });
+        }
+    }
+
+    /// Forgets a peer: its requests go back to the picker, its pieces stop counting.
+    pub(super) fn remove_peer(&mut self, now: Instant, key: PeerKey) -> Option<SocketAddr> {
+        let peer = self.peers.remove(&key)?;
+        self.picker.on_peer_gone(key, peer.conn.their_pieces());
+        let stats = peer.conn.stats();
+        self.downloaded_by_gone += stats.downloaded_payload;
+        self.uploaded_by_gone += stats.uploaded_payload;
+        self.gone_peers
+            .insert(key, (peer.addr, peer.conn.their_peer_id()));
+        if peer.outgoing {
+            let (backoff, max) = (
+                self.config.reconnect_backoff,
+                self.config.max_connect_failures,
+            );
+            self.addrs.disconnected(now, peer.addr, key, backoff, max);
+        }
+        let event = TorrentEvent::PeerDisconnected {
+            peer: key,
+            addr: peer.addr,
+        };
+        self.outputs.push_back(Output::Event(event));
+        Some(peer.addr)
+    }
+
+    /// The address and id of a peer, connected or gone.
+    pub(super) fn identity(&self, key: PeerKey) -> Option<(SocketAddr, Option<PeerId>)> {
+        match self.peers.get(&key) {
+            Some(peer) => Some((peer.addr, peer.conn.their_peer_id())),
+            None => self.gone_peers.get(&key).copied(),
+        }
+    }
+}

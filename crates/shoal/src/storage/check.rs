@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use shoal_engine::bitfield::Bitfield;
 use shoal_proto::PieceIndex;
 
 use super::files::TorrentStorage;
@@ -103,6 +104,15 @@ fn hash_ok(storage: &TorrentStorage, piece: PieceIndex, buf: &mut Vec<u8>) -> bo
             false
         }
     }
+}
+
+/// The engine's [`Bitfield`] with the pieces flagged in `have` set.
+pub fn bitfield_of(have: &[bool]) -> Bitfield {
+    let mut bitfield = Bitfield::new(have.len() as u32);
+    for (index, _) in have.iter().enumerate().filter(|(_, &had)| had) {
+        bitfield.set_index(index as u32);
+    }
+    bitfield
 }
 
 /// For each piece: are all of its bytes on disk (every non-padding file it touches exists and

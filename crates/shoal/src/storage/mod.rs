@@ -32,7 +32,9 @@ mod pool;
 mod restore;
 mod resume;
 
-pub use check::{check_existing, check_pieces, pieces_with_data, CheckError, CheckProgress};
+pub use check::{
+    bitfield_of, check_existing, check_pieces, pieces_with_data, CheckError, CheckProgress,
+};
 pub use error::{failure_kind_of_io, IoOp, StorageError};
 pub use files::{FileStamp, StorageOptions, TorrentStorage};
 pub use layout::{FileLayout, LayoutError, StorageFile};

@@ -16,18 +16,28 @@
 //! is fixed and visible (`shoal-disk-N` in `top`), each keeps one piece buffer for its whole
 //! life instead of allocating per hash, and a panic in one job is caught and turned into a
 //! failure instead of losing the completion the engine waits for.
+//!
+//! Measured here (2 shared cores, 256 MiB single-file torrent, 1 MiB pieces, page cache warm,
+//! scratch benchmark): 16 KiB positional writes through the pool ran at ~350-450 MB/s with 1, 2
+//! or 4 threads; hashing a piece read back from the page cache ran at ~630-1200 MB/s against
+//! ~900-1050 MB/s for SHA-1 of the same bytes already in memory. Reading the piece back therefore
+//! costs well under a factor of two, far above what peers deliver, so pieces are *not* hashed
+//! incrementally as their blocks arrive: one code path, no per-piece hasher state to keep in
+//! order across threads, and the hash always covers the bytes actually on disk.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use shoal_engine::disk::{DiskDone, DiskFailure, DiskFailureKind, DiskRequest};
 use shoal_engine::PeerKey;
-use shoal_proto::{BlockRef, PieceIndex};
+use shoal_proto::{BlockRef, InfoHash, PieceIndex};
 use tokio::sync::mpsc;
 
 use super::files::TorrentStorage;
+use super::resume::{checkpoint, ResumeError};
 
 /// Sizes of the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +187,29 @@ impl DiskHandle {
     /// Jobs submitted and not yet finished, across all torrents.
     pub fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    /// [`checkpoint`] on a blocking thread: flushes this torrent's files, then saves `verified`
+    /// (a snapshot of the pieces whose `Hashed { ok: true }` already arrived) to `resume_path`.
+    pub async fn checkpoint(
+        &self,
+        resume_path: PathBuf,
+        info_hash: InfoHash,
+        verified: Vec<bool>,
+        clean_shutdown: bool,
+    ) -> Result<(), ResumeError> {
+        let storage = Arc::clone(&self.storage);
+        let path = resume_path.clone();
+        tokio::task::spawn_blocking(move || {
+            checkpoint(&storage, &path, info_hash, &verified, clean_shutdown)
+        })
+        .await
+        .unwrap_or_else(|join_error| {
+            Err(ResumeError::Io {
+                path: resume_path,
+                source: std::io::Error::other(join_error),
+            })
+        })
     }
 
     fn job(&self, request: DiskRequest) -> Job {

@@ -605,3 +605,40 @@ fn a_resume_file_of_another_torrent_is_not_used() {
     ));
     assert_eq!(r.have, vec![false; 3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_through_the_handle_is_trusted_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(dir.path(), vec![file("a", 3 * PIECE)]);
+    write_all_blocks(&f);
+    let pool = DiskPool::new(DiskPoolConfig::default()).unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let storage = Arc::new(f.storage);
+    let handle = pool.handle(Arc::clone(&storage), tx);
+    let path = dir.path().join("t.resume");
+    handle
+        .checkpoint(path.clone(), info_hash(), vec![true, false, true], true)
+        .await
+        .unwrap();
+    let r = restore(
+        &storage,
+        &path,
+        info_hash(),
+        1,
+        &no_progress,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(
+        r.have,
+        vec![true, false, true],
+        "exactly the saved pieces, nothing hashed"
+    );
+    assert_eq!((r.trusted, r.hashed), (2, 0));
+    let bitfield = bitfield_of(&r.have);
+    assert_eq!((bitfield.len(), bitfield.count_ones()), (3, 2));
+    drop(handle);
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .unwrap();
+}

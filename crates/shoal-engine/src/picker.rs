@@ -234,6 +234,9 @@ pub struct Picker {
     seed_peers: HashSet<PeerKey>,
     started: BTreeMap<u32, StartedPiece>,
     sequential: bool,
+    /// Pieces with a priority above 0 that are not verified: kept in step by every method that
+    /// changes a priority or verifies a piece, so `is_complete` is O(1).
+    wanted_left: u32,
     /// Hash failures each peer contributed to.
     strikes: HashMap<PeerKey, u32>,
 }
@@ -251,6 +254,7 @@ impl Picker {
             seed_peers: HashSet::new(),
             started: BTreeMap::new(),
             sequential: false,
+            wanted_left: geometry.piece_count(),
             strikes: HashMap::new(),
         }
     }
@@ -275,7 +279,13 @@ impl Picker {
     }
 
     pub fn set_piece_priority(&mut self, piece: PieceIndex, priority: Priority) {
+        let have = self.have.get(piece);
         if let Some(slot) = self.priority.get_mut(piece.as_usize()) {
+            match (*slot > Priority::SKIP, priority > Priority::SKIP) {
+                (true, false) if !have => self.wanted_left -= 1,
+                (false, true) if !have => self.wanted_left += 1,
+                _ => {}
+            }
             *slot = priority;
         }
     }
@@ -291,6 +301,9 @@ impl Picker {
     /// already in flight for pieces that become skipped are still accepted when they arrive.
     pub fn set_file_priorities(&mut self, files: &[FileSpan]) {
         self.priority = piece_priorities(&self.geometry, files);
+        self.wanted_left = (0..self.geometry.piece_count())
+            .filter(|&i| self.is_wanted_index(i))
+            .count() as u32;
     }
 
     // ----- availability -----
@@ -381,7 +394,12 @@ impl Picker {
 
     /// Every wanted piece is verified.
     pub fn is_complete(&self) -> bool {
-        (0..self.geometry.piece_count()).all(|index| !self.is_wanted_index(index))
+        self.wanted_left == 0
+    }
+
+    /// How many wanted pieces are not verified yet.
+    pub fn wanted_pieces_left(&self) -> u32 {
+        self.wanted_left
     }
 
     pub fn piece_state(&self, piece: PieceIndex) -> PieceState {
@@ -429,6 +447,10 @@ impl Picker {
     /// Endgame: every wanted block that some connected peer has is requested or received.
     pub fn is_endgame(&self) -> bool {
         let seeds = !self.seed_peers.is_empty();
+        // With a seed connected every wanted piece must be started: a cheap early answer.
+        if seeds && (self.started.len() as u64) < u64::from(self.wanted_left) {
+            return false;
+        }
         let mut any_in_flight = false;
         for index in 0..self.geometry.piece_count() {
             if !self.is_wanted_index(index) {
@@ -712,7 +734,11 @@ impl Picker {
     /// Returns false when it already was.
     pub fn on_piece_verified(&mut self, piece: PieceIndex) -> bool {
         self.started.remove(&piece.get());
-        self.have.set(piece)
+        let newly = self.have.set(piece);
+        if newly && self.piece_priority(piece) > Priority::SKIP {
+            self.wanted_left -= 1;
+        }
+        newly
     }
 
     /// The piece failed its hash check: every block goes back to the pool, each peer that
@@ -1101,6 +1127,7 @@ mod tests {
         Receive { peer: u8, nth: u8 },
         Drop { peer: u8, nth: u8 },
         Gone { peer: u8 },
+        Priority { nth: u8, level: u8 },
         Hash { ok: bool },
     }
 
@@ -1111,6 +1138,7 @@ mod tests {
             1 => (0u8..4, any::<u8>()).prop_map(|(peer, nth)| Op::Drop { peer, nth }),
             1 => (0u8..4).prop_map(|peer| Op::Gone { peer }),
             2 => any::<bool>().prop_map(|ok| Op::Hash { ok }),
+            1 => (any::<u8>(), 0u8..8).prop_map(|(nth, level)| Op::Priority { nth, level }),
         ]
     }
 
@@ -1181,6 +1209,10 @@ mod tests {
                         in_flight[peer as usize].clear();
                         p.add_peer_bitfield(key, &peer_bits[peer as usize]);
                     }
+                    Op::Priority { nth, level } => {
+                        let i = g.piece(u32::from(nth) % pieces).unwrap();
+                        p.set_piece_priority(i, Priority::try_from(level).unwrap());
+                    }
                     Op::Hash { ok } => {
                         let ready = g.pieces().find(|&i| p.piece_state(i) == PieceState::AwaitingHash);
                         if let Some(i) = ready {
@@ -1188,6 +1220,8 @@ mod tests {
                         }
                     }
                 }
+                let wanted = g.pieces().filter(|&i| p.is_wanted(i)).count() as u32;
+                prop_assert_eq!(p.wanted_pieces_left(), wanted);
             }
             // Drain: every peer's requests come back, then a seed fetches everything left.
             for (k, list) in in_flight.iter().enumerate() {

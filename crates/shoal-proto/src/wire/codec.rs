@@ -324,7 +324,7 @@ fn parse_payload(id: u8, mut payload: Bytes) -> Message {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 

@@ -23,7 +23,11 @@ use crate::{InfoHash, PeerId};
 pub mod allowed_fast;
 mod codec;
 pub mod compact;
+pub mod ext_handshake;
+pub mod fuzzing;
 mod handshake;
+pub mod ut_metadata;
+pub mod ut_pex;
 
 pub use codec::{max_frame_len_for, message_id, MessageDecoder, DEFAULT_MAX_FRAME};
 

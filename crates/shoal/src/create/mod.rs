@@ -87,8 +87,11 @@ pub enum CreateError {
     BadPieceLength { piece_len: u64, min: u32, max: u32 },
     #[error("{}: the file changed while it was hashed (expected {expected_len} bytes)", path.display())]
     FileChanged { path: PathBuf, expected_len: u64 },
-    #[error("could not build the torrent: {reason}")]
-    Build { reason: String },
+    #[error("could not build the torrent")]
+    Build {
+        #[from]
+        source: shoal_proto::metainfo::BuildError,
+    },
     #[error("internal error: {what}")]
     Internal { what: &'static str },
 }
@@ -138,7 +141,16 @@ pub fn create_torrent(
         None => auto_piece_len(content.total_len()),
     };
     let hashed = hash_content(content, piece_len, progress)?;
-    build::build_torrent(&hashed, options)
+    build_torrent(&hashed, options)
+}
+
+/// Turns hashed content into canonical `.torrent` bytes with `options` (its `piece_len` is
+/// ignored: the hashes already fix it).
+pub fn build_torrent(
+    hashed: &HashedContent,
+    options: &CreateOptions,
+) -> Result<CreatedTorrent, CreateError> {
+    build::build_torrent(hashed, options)
 }
 
 #[cfg(test)]

@@ -222,6 +222,10 @@ fn created_torrent_is_deterministic_and_carries_the_options() {
     let top = top.as_dict().unwrap();
     let info = top.get(b"info").unwrap();
     assert_eq!(InfoHash::of_info_bytes(info.raw()), first.info_hash);
+    let parsed = shoal_proto::metainfo::Metainfo::from_bytes(&first.bytes).unwrap();
+    assert_eq!(parsed.info_hash(), first.info_hash);
+    assert_eq!(parsed.info.piece_hashes().len(), 2);
+    assert!(parsed.info.is_private());
     let text = String::from_utf8_lossy(&first.bytes);
     for needle in [
         "8:announce18:udp://a:1/announce",
@@ -232,7 +236,7 @@ fn created_torrent_is_deterministic_and_carries_the_options() {
         "4:name4:pack",
         "12:piece lengthi16384e",
         "7:privatei1e",
-        "8:url-listl12:http://seed/e",
+        "8:url-list12:http://seed/",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in {text:?}");
     }

@@ -26,6 +26,8 @@ pub mod compact;
 pub mod ext_handshake;
 pub mod fuzzing;
 mod handshake;
+#[cfg(test)]
+mod interop_tests;
 pub mod ut_metadata;
 pub mod ut_pex;
 

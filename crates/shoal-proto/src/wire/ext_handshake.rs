@@ -77,6 +77,21 @@ pub struct ExtendedHandshake {
 }
 
 impl ExtendedHandshake {
+    /// The start of shoal's own handshake: the extensions it speaks under [`OUR_UT_METADATA_ID`]
+    /// and [`OUR_UT_PEX_ID`], and its client name. The caller fills in the rest (port, `yourip`,
+    /// `reqq`, `metadata_size` once the metadata is known) with struct update syntax.
+    pub fn shoal() -> Self {
+        ExtendedHandshake {
+            extensions: [
+                (UT_METADATA.to_owned(), OUR_UT_METADATA_ID),
+                (UT_PEX.to_owned(), OUR_UT_PEX_ID),
+            ]
+            .into(),
+            client: Some(concat!("shoal/", env!("CARGO_PKG_VERSION")).to_owned()),
+            ..Default::default()
+        }
+    }
+
     /// The id to send extension `name` under to this peer; `None` when it does not support it
     /// (absent, or turned off with id 0).
     pub fn extension_id(&self, name: &str) -> Option<u8> {
@@ -217,6 +232,19 @@ mod tests {
         assert_eq!(hs.request_queue_len, Some(500));
         assert_eq!(hs.client.as_deref(), Some("libtorrent 2.0.8\0"));
         assert_eq!(hs.listen_port, None);
+    }
+
+    #[test]
+    fn shoal_handshake_announces_our_ids() {
+        let ours = ExtendedHandshake {
+            listen_port: Some(6881),
+            ..ExtendedHandshake::shoal()
+        };
+        let back = ExtendedHandshake::decode(&ours.encode()).unwrap();
+        assert_eq!(back.ut_metadata_id(), Some(OUR_UT_METADATA_ID));
+        assert_eq!(back.ut_pex_id(), Some(OUR_UT_PEX_ID));
+        assert_ne!(OUR_UT_METADATA_ID, OUR_UT_PEX_ID);
+        assert!(back.client.unwrap().starts_with("shoal/"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod geometry;
 pub mod ids;
 pub mod magnet;
 pub mod metainfo;
+pub mod tracker;
 pub mod wire;
 
 pub use geometry::{BlockRef, Geometry, PieceIndex, BLOCK_SIZE};

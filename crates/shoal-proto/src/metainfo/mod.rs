@@ -28,6 +28,8 @@ pub mod sanitize;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(test)]
+mod interop_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;

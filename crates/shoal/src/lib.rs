@@ -5,3 +5,11 @@
 //! `shoal` CLI, the HTTP server) use only the facade exported here.
 pub mod create;
 pub mod storage;
+pub mod api;
+mod net;
+mod peer_io;
+pub mod session;
+mod torrent_task;
+
+pub use api::{AddTorrent, TorrentState, TorrentStatus};
+pub use session::{Session, SessionConfig, SessionError, TorrentHandle};

@@ -1,0 +1,76 @@
+//! The facade's plain data: what front ends send in and get back.
+//!
+//! Every type here is serializable so that the CLI, the HTTP API and the Transmission RPC layer
+//! all speak the same values. Nothing here holds a socket, a task or a lock.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What a torrent is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TorrentState {
+    /// Hashing the data already on disk.
+    Checking,
+    /// Fetching pieces.
+    Downloading,
+    /// Has every wanted piece; serving others.
+    Seeding,
+    /// Stopped by the user.
+    Paused,
+    /// Stopped by an error (see `error`).
+    Error,
+}
+
+/// A snapshot of one torrent, published by its task a few times a second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TorrentStatus {
+    pub info_hash: String,
+    pub name: String,
+    pub state: TorrentState,
+    pub total_bytes: u64,
+    /// Bytes of wanted pieces (all pieces unless some files are not wanted).
+    pub wanted_bytes: u64,
+    /// Bytes of verified pieces on disk.
+    pub verified_bytes: u64,
+    /// Wanted bytes not verified yet.
+    pub left_bytes: u64,
+    pub piece_count: u32,
+    pub verified_pieces: u32,
+    /// Payload bytes received from peers since the torrent started (including any rejected).
+    pub downloaded_bytes: u64,
+    /// Payload bytes sent to peers since the torrent started.
+    pub uploaded_bytes: u64,
+    pub download_rate: u64,
+    pub upload_rate: u64,
+    pub peers: usize,
+    /// Pieces that failed their hash since the torrent started.
+    pub hash_failures: u64,
+    /// Share of the check done while `state` is `Checking`, 0.0..=1.0.
+    pub check_progress: f32,
+    pub error: Option<String>,
+}
+
+impl TorrentStatus {
+    /// True once every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.left_bytes == 0 && self.state != TorrentState::Checking
+    }
+}
+
+/// How to add a torrent to a session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddTorrent {
+    /// The .torrent file's bytes.
+    pub metainfo: Vec<u8>,
+    /// The folder that holds (or will hold) the torrent's file or top folder.
+    pub download_dir: PathBuf,
+    /// Peers to try at once (besides any the torrent finds itself).
+    #[serde(default)]
+    pub peers: Vec<SocketAddr>,
+    /// Start paused.
+    #[serde(default)]
+    pub paused: bool,
+}

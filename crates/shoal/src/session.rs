@@ -1,0 +1,296 @@
+//! The session: one listener, one disk pool, and a task per torrent. The library's facade.
+//!
+//! `Session::start` binds the peer listener; `add_torrent` parses the metainfo, opens storage
+//! under the download folder, checks the data already there (only pieces whose SHA-1 matches
+//! count), and starts the torrent's task. Front ends watch a torrent through its
+//! [`TorrentHandle`] (status snapshots and events) and stop everything with `shutdown`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use shoal_engine::bitfield::Bitfield;
+use shoal_engine::torrent::{PeerSource, Torrent, TorrentConfig, TorrentEvent, TorrentParams};
+use shoal_proto::metainfo::Metainfo;
+use shoal_proto::{InfoHash, PeerId};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{AddTorrent, TorrentState, TorrentStatus};
+use crate::net::{self, Router};
+use crate::storage::{self, DiskPool, DiskPoolConfig, StorageOptions, TorrentStorage};
+use crate::torrent_task::{TorrentCommand, TorrentTask};
+
+/// Settings of a session. `Default` listens on all addresses at port 6881.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Where peers connect to us. Port 0 picks a free port.
+    pub listen_addr: SocketAddr,
+    /// Tunables every torrent starts with.
+    pub torrent: TorrentConfig,
+    pub disk: DiskPoolConfig,
+    /// Threads for checking existing data (default: all cores).
+    pub check_threads: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 6881)),
+            torrent: TorrentConfig::default(),
+            disk: DiskPoolConfig::default(),
+            check_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        }
+    }
+}
+
+/// Why a session or torrent operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the disk pool: {0}")]
+    DiskPool(std::io::Error),
+    #[error("invalid torrent: {0}")]
+    Metainfo(#[from] shoal_proto::metainfo::MetainfoError),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("the torrent {0} is already in the session")]
+    Duplicate(InfoHash),
+    #[error("the session is shutting down")]
+    ShuttingDown,
+}
+
+/// A running BitTorrent session.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    listen_addr: SocketAddr,
+    peer_id: PeerId,
+    router: Router,
+    disk: Arc<DiskPool>,
+    torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
+    cancel: CancellationToken,
+}
+
+/// A front end's handle on one torrent.
+#[derive(Debug, Clone)]
+pub struct TorrentHandle {
+    info_hash: InfoHash,
+    status: watch::Receiver<TorrentStatus>,
+    events: broadcast::Sender<TorrentEvent>,
+    commands: mpsc::Sender<TorrentCommand>,
+}
+
+impl Session {
+    /// Binds the listener and starts the disk pool.
+    pub async fn start(config: SessionConfig) -> Result<Session, SessionError> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| SessionError::Listen { addr: config.listen_addr, source })?;
+        let listen_addr = listener.local_addr().unwrap_or(config.listen_addr);
+        let disk = DiskPool::new(config.disk).map_err(SessionError::DiskPool)?;
+        let router = Router::default();
+        let cancel = CancellationToken::new();
+        tokio::spawn(net::accept_loop(listener, router.clone(), cancel.child_token()));
+        tracing::info!(%listen_addr, "listening for peers");
+        Ok(Session {
+            config,
+            listen_addr,
+            peer_id: PeerId::shoal(rand::random()),
+            router,
+            disk: Arc::new(disk),
+            torrents: Mutex::new(HashMap::new()),
+            cancel,
+        })
+    }
+
+    /// The address peers reach us on (with the real port when port 0 was asked for).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// Adds a torrent: opens its storage, checks existing data, starts it.
+    pub async fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, SessionError> {
+        let meta = Metainfo::from_bytes(&add.metainfo)?;
+        let info_hash = meta.info_hash();
+        if self.lock_torrents().contains_key(&info_hash) {
+            return Err(SessionError::Duplicate(info_hash));
+        }
+        let geometry = meta.info.geometry();
+        let layout = storage::layout_of(&meta.info)?;
+        let storage = Arc::new(TorrentStorage::new(
+            &add.download_dir,
+            layout,
+            geometry,
+            meta.info.piece_hashes().to_vec(),
+            StorageOptions::default(),
+        )?);
+        let status = initial_status(&meta);
+        let (status_tx, status_rx) = watch::channel(status);
+        let verified = self.check(&storage, &status_tx).await;
+        let mut have = Bitfield::new(geometry.piece_count());
+        for piece in geometry.pieces().filter(|p| verified[p.as_usize()]) {
+            have.set(piece);
+        }
+        let params = TorrentParams {
+            info_hash,
+            our_peer_id: self.peer_id,
+            geometry,
+            have,
+            piece_priorities: Vec::new(),
+            config: self.config.torrent.clone(),
+            rng_seed: rand::random(),
+            info_bytes: Some(meta.info.raw().clone()),
+        };
+        let now = tokio::time::Instant::now().into_std();
+        let mut engine = Torrent::new(params, now);
+        engine.add_peer_addresses(now, add.peers.iter().copied(), PeerSource::Manual);
+        if add.paused {
+            engine.pause(now);
+        }
+        let (disk_tx, disk_done) = mpsc::unbounded_channel();
+        let (incoming_tx, incoming) = mpsc::channel(16);
+        let (commands_tx, commands) = mpsc::channel(64);
+        let (events, _) = broadcast::channel(1024);
+        self.router.insert(info_hash, incoming_tx);
+        let bind = (!self.listen_addr.ip().is_unspecified()).then_some(self.listen_addr);
+        let task = TorrentTask {
+            engine,
+            disk: self.disk.handle(storage, disk_tx),
+            disk_done,
+            incoming,
+            commands,
+            status: status_tx,
+            events: events.clone(),
+            bind,
+            cancel: self.cancel.child_token(),
+        };
+        tokio::spawn(task.run());
+        let handle = TorrentHandle { info_hash, status: status_rx, events, commands: commands_tx };
+        self.lock_torrents().insert(info_hash, handle.clone());
+        Ok(handle)
+    }
+
+    /// Hashes what is already on disk (on blocking threads), publishing progress.
+    async fn check(&self, storage: &Arc<TorrentStorage>, status: &watch::Sender<TorrentStatus>) -> Vec<bool> {
+        let storage = Arc::clone(storage);
+        let status = status.clone();
+        let threads = self.config.check_threads;
+        let pieces = storage.geometry().piece_count() as usize;
+        let result = tokio::task::spawn_blocking(move || {
+            let progress = |p: storage::CheckProgress| {
+                status.send_modify(|s| s.check_progress = p.done as f32 / p.total.max(1) as f32);
+            };
+            storage::check_existing(&storage, threads, &progress, &AtomicBool::new(false))
+        })
+        .await;
+        match result {
+            Ok(Ok(verified)) => verified,
+            _ => vec![false; pieces],
+        }
+    }
+
+    /// Every torrent's handle.
+    pub fn torrents(&self) -> Vec<TorrentHandle> {
+        self.lock_torrents().values().cloned().collect()
+    }
+
+    /// Stops every torrent (flushing its files) and the listener.
+    pub async fn shutdown(self) {
+        let handles: Vec<TorrentHandle> = self.lock_torrents().drain().map(|(_, h)| h).collect();
+        for handle in handles {
+            handle.stop().await;
+            self.router.remove(&handle.info_hash);
+        }
+        self.cancel.cancel();
+    }
+
+    fn lock_torrents(&self) -> std::sync::MutexGuard<'_, HashMap<InfoHash, TorrentHandle>> {
+        self.torrents.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn initial_status(meta: &Metainfo) -> TorrentStatus {
+    let total = meta.info.total_len();
+    TorrentStatus {
+        info_hash: meta.info_hash().to_hex(),
+        name: meta.info.name().to_owned(),
+        state: TorrentState::Checking,
+        total_bytes: total,
+        wanted_bytes: total,
+        verified_bytes: 0,
+        left_bytes: total,
+        piece_count: meta.info.piece_count(),
+        verified_pieces: 0,
+        downloaded_bytes: 0,
+        uploaded_bytes: 0,
+        download_rate: 0,
+        upload_rate: 0,
+        peers: 0,
+        hash_failures: 0,
+        check_progress: 0.0,
+        error: None,
+    }
+}
+
+impl TorrentHandle {
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// The latest status snapshot.
+    pub fn status(&self) -> TorrentStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that wakes on every status change.
+    pub fn watch_status(&self) -> watch::Receiver<TorrentStatus> {
+        self.status.clone()
+    }
+
+    /// Engine events from now on (piece verified, peer banned, complete, ...).
+    pub fn events(&self) -> broadcast::Receiver<TorrentEvent> {
+        self.events.subscribe()
+    }
+
+    /// Waits until every wanted piece is verified (or the task ends).
+    pub async fn wait_complete(&self) -> TorrentStatus {
+        let mut rx = self.status.clone();
+        let result = rx.wait_for(|s| s.is_complete()).await.map(|s| s.clone());
+        result.unwrap_or_else(|_| self.status())
+    }
+
+    pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
+        let _ = self.commands.send(TorrentCommand::AddPeers(peers, PeerSource::Manual)).await;
+    }
+    pub async fn pause(&self) {
+        let _ = self.commands.send(TorrentCommand::Pause).await;
+    }
+    pub async fn resume(&self) {
+        let _ = self.commands.send(TorrentCommand::Resume).await;
+    }
+
+    /// Stops the torrent's task and waits until its files are flushed.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(TorrentCommand::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The folder a torrent's data goes in, for front ends that show it.
+pub fn data_path(download_dir: &std::path::Path, meta: &Metainfo) -> PathBuf {
+    download_dir.join(meta.info.name())
+}

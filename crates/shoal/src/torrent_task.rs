@@ -1,0 +1,277 @@
+//! The task that drives one torrent's engine: the boring driver of the sans-IO `Torrent`.
+//!
+//! Loop: wait for the first of (bytes or a close from a peer socket, an incoming connection
+//! routed here, a finished connect, a disk completion, a command, the engine's deadline), feed
+//! it to the engine with `now`, then drain `poll_output` — bytes go to the peer's writer task,
+//! disk requests to the disk pool, connects to short-lived connect tasks, disconnects drop the
+//! peer's socket. A status snapshot is published on a `watch` channel at most every
+//! [`STATUS_EVERY`]. Nothing here decides anything about the protocol.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_engine::disk::DiskDone;
+use shoal_engine::torrent::{Output, PeerSource, Torrent, TorrentEvent};
+use shoal_engine::PeerKey;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{TorrentState, TorrentStatus};
+use crate::net::{self, IncomingPeer};
+use crate::peer_io::{PeerIo, PeerIoEvent};
+use crate::storage::DiskHandle;
+
+/// How often at most the status snapshot is refreshed.
+const STATUS_EVERY: Duration = Duration::from_millis(250);
+/// Bound on socket events queued for the torrent task (back-pressure on peer readers).
+const PEER_EVENT_QUEUE: usize = 256;
+
+/// What a front end can ask a running torrent task.
+#[derive(Debug)]
+pub(crate) enum TorrentCommand {
+    AddPeers(Vec<SocketAddr>, PeerSource),
+    Pause,
+    Resume,
+    /// Stop: flush and answer when the files are synced.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Everything a torrent task needs, built by the session.
+pub(crate) struct TorrentTask {
+    pub engine: Torrent,
+    pub disk: DiskHandle,
+    pub disk_done: mpsc::UnboundedReceiver<DiskDone>,
+    pub incoming: mpsc::Receiver<IncomingPeer>,
+    pub commands: mpsc::Receiver<TorrentCommand>,
+    pub status: watch::Sender<TorrentStatus>,
+    pub events: tokio::sync::broadcast::Sender<TorrentEvent>,
+    /// Local address outgoing connections bind to (so a peer sees our listen IP).
+    pub bind: Option<SocketAddr>,
+    pub cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for TorrentTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TorrentTask").finish_non_exhaustive()
+    }
+}
+
+struct Driver {
+    engine: Torrent,
+    disk: DiskHandle,
+    peers: HashMap<PeerKey, PeerIo>,
+    peer_events: mpsc::Sender<PeerIoEvent>,
+    connects: mpsc::Sender<(SocketAddr, std::io::Result<tokio::net::TcpStream>)>,
+    status: watch::Sender<TorrentStatus>,
+    events: tokio::sync::broadcast::Sender<TorrentEvent>,
+    bind: Option<SocketAddr>,
+    cancel: CancellationToken,
+    last_status: Instant,
+}
+
+impl TorrentTask {
+    /// Runs until cancelled or stopped.
+    pub(crate) async fn run(self) {
+        let TorrentTask { engine, disk, mut disk_done, mut incoming, mut commands, status, events, bind, cancel } =
+            self;
+        let (peer_events, mut peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
+        let (connects, mut connect_rx) = mpsc::channel(64);
+        let mut d = Driver {
+            engine,
+            disk,
+            peers: HashMap::new(),
+            peer_events,
+            connects,
+            status,
+            events,
+            bind,
+            cancel: cancel.clone(),
+            last_status: Instant::now(),
+        };
+        d.flush_outputs().await;
+        d.publish_status(true);
+        let mut tick = tokio::time::interval(STATUS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = d.engine.poll_timeout().map(Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(ev) = peer_rx.recv() => {
+                    d.on_peer_event(ev);
+                    while let Ok(ev) = peer_rx.try_recv() { d.on_peer_event(ev); }
+                }
+                Some(done) = disk_done.recv() => {
+                    let now = now();
+                    d.engine.handle_disk(now, done);
+                    while let Ok(done) = disk_done.try_recv() { d.engine.handle_disk(now, done); }
+                }
+                Some(inc) = incoming.recv() => d.on_incoming(inc),
+                Some((addr, result)) = connect_rx.recv() => d.on_connected(addr, result),
+                Some(cmd) = commands.recv() => {
+                    if let Some(reply) = d.on_command(cmd) {
+                        d.flush_outputs().await;
+                        d.stop(reply).await;
+                        return;
+                    }
+                }
+                _ = sleep => d.engine.handle_timeout(now()),
+                _ = tick.tick() => {}
+            }
+            d.flush_outputs().await;
+            d.publish_status(false);
+        }
+        d.publish_status(true);
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Driver {
+    fn on_peer_event(&mut self, ev: PeerIoEvent) {
+        match ev {
+            PeerIoEvent::Data { peer, data } => {
+                if self.peers.contains_key(&peer) {
+                    self.engine.handle_peer_data(now(), peer, &data);
+                }
+            }
+            PeerIoEvent::Closed { peer, error } => {
+                if self.peers.remove(&peer).is_some() {
+                    tracing::debug!(peer = peer.0, error = ?error, "peer connection closed");
+                    self.engine.handle_peer_closed(now(), peer);
+                }
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, inc: IncomingPeer) {
+        let now = now();
+        let key = self.engine.handle_incoming(now, inc.addr, inc.handshake);
+        let io = PeerIo::spawn(key, inc.stream, self.peer_events.clone(), &self.cancel);
+        self.peers.insert(key, io);
+        if !inc.rest.is_empty() {
+            self.engine.handle_peer_data(now, key, &inc.rest);
+        }
+    }
+
+    fn on_connected(&mut self, addr: SocketAddr, result: std::io::Result<tokio::net::TcpStream>) {
+        match result {
+            Ok(stream) => {
+                let key = self.engine.handle_connected(now(), addr);
+                let io = PeerIo::spawn(key, stream, self.peer_events.clone(), &self.cancel);
+                self.peers.insert(key, io);
+            }
+            Err(error) => {
+                tracing::debug!(%addr, %error, "connect failed");
+                self.engine.handle_connect_failed(now(), addr);
+            }
+        }
+    }
+
+    /// Applies a command; returns the reply channel when the task must stop.
+    fn on_command(&mut self, cmd: TorrentCommand) -> Option<oneshot::Sender<()>> {
+        let now = now();
+        match cmd {
+            TorrentCommand::AddPeers(addrs, source) => self.engine.add_peer_addresses(now, addrs, source),
+            TorrentCommand::Pause => self.engine.pause(now),
+            TorrentCommand::Resume => self.engine.resume(now),
+            TorrentCommand::Stop(reply) => return Some(reply),
+        }
+        None
+    }
+
+    async fn stop(mut self, reply: oneshot::Sender<()>) {
+        self.peers.clear();
+        let storage = self.disk.storage().clone();
+        let _ = tokio::task::spawn_blocking(move || storage.sync()).await;
+        self.publish_status(true);
+        let _ = reply.send(());
+    }
+
+    async fn flush_outputs(&mut self) {
+        while let Some(out) = self.engine.poll_output() {
+            match out {
+                Output::Transmit { peer, data } => {
+                    if let Some(io) = self.peers.get(&peer) {
+                        io.send(data);
+                    }
+                }
+                Output::Disk(request) => {
+                    if let Err(error) = self.disk.submit(request).await {
+                        tracing::error!(%error, "disk pool refused a request");
+                    }
+                }
+                Output::Connect(addr) => self.spawn_connect(addr),
+                Output::Disconnect { peer, reason } => {
+                    tracing::debug!(peer = peer.0, %reason, "dropping peer");
+                    self.peers.remove(&peer);
+                }
+                Output::Event(event) => {
+                    log_event(&event);
+                    let _ = self.events.send(event);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn spawn_connect(&self, addr: SocketAddr) {
+        let tx = self.connects.clone();
+        let bind = self.bind;
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                result = net::connect(addr, bind) => { let _ = tx.send((addr, result)).await; }
+            }
+        });
+    }
+
+    fn publish_status(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force && now.duration_since(self.last_status) < STATUS_EVERY {
+            return;
+        }
+        self.last_status = now;
+        let stats = self.engine.stats(now.into_std());
+        let verified_pieces = self.engine.have().count_ones();
+        self.status.send_modify(|s| {
+            s.state = if stats.paused {
+                TorrentState::Paused
+            } else if stats.complete {
+                TorrentState::Seeding
+            } else {
+                TorrentState::Downloading
+            };
+            s.wanted_bytes = stats.bytes.wanted;
+            s.verified_bytes = stats.bytes.verified;
+            s.left_bytes = stats.bytes.wanted - stats.bytes.wanted_verified;
+            s.verified_pieces = verified_pieces;
+            s.downloaded_bytes = stats.downloaded;
+            s.uploaded_bytes = stats.uploaded;
+            s.download_rate = stats.download_rate;
+            s.upload_rate = stats.upload_rate;
+            s.peers = stats.peers.len();
+            s.hash_failures = u64::from(stats.hash_failures);
+        });
+    }
+}
+
+fn log_event(event: &TorrentEvent) {
+    match event {
+        TorrentEvent::PeerBanned { addr, .. } => tracing::warn!(%addr, "peer banned: sent data that failed the hash check"),
+        TorrentEvent::PieceFailed { piece, .. } => tracing::warn!(%piece, "piece failed its hash check"),
+        TorrentEvent::DiskError { failure } => tracing::error!(message = %failure.message, "disk error; torrent paused"),
+        TorrentEvent::Complete => tracing::info!("download complete"),
+        _ => {}
+    }
+}

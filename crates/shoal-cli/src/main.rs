@@ -4,6 +4,8 @@
 //! this file only dispatches. Errors are printed once, with their causes, and exit with code 1.
 
 mod cmd_create;
+mod cmd_demo;
+mod cmd_download;
 mod cmd_info;
 mod units;
 
@@ -23,13 +25,23 @@ enum Command {
     Create(cmd_create::CreateArgs),
     /// Show what a .torrent file or a magnet link holds.
     Info(cmd_info::InfoArgs),
+    /// Download a torrent's content from peers, verifying every piece.
+    Download(cmd_download::DownloadArgs),
+    /// Check a torrent's data, then serve it to peers until stopped.
+    Seed(cmd_download::SeedArgs),
+    /// Seed a generated sample from one shoal and download it with another, on 127.0.0.1.
+    Demo(cmd_demo::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Create(args) => cmd_create::run(args),
         Command::Info(args) => cmd_info::run(args),
+        Command::Download(args) => cmd_download::download(args),
+        Command::Seed(args) => cmd_download::seed(args),
+        Command::Demo(args) => cmd_demo::demo(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -38,4 +50,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings only, so progress output stays clean).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -505,7 +505,7 @@ impl Sim {
                 }
                 Output::Event(event) => {
                     if let Some(node) = self.nodes.get_mut(&id) {
-                        node.on_event(at, event);
+                        node.on_event(at, event, &self.content);
                     }
                 }
                 _ => {}

@@ -52,6 +52,8 @@ pub struct Node {
     pub bad_blocks_served: u64,
     /// Pieces the disk hashed and found bad.
     pub hash_failures: u64,
+    /// Pieces the engine called verified whose stored bytes differ from the source (must stay 0).
+    pub bad_pieces_verified: u64,
     pub(crate) conns: BTreeMap<PeerKey, (ConnId, Side)>,
 }
 
@@ -101,6 +103,7 @@ impl Node {
             blocks_served: 0,
             bad_blocks_served: 0,
             hash_failures: 0,
+            bad_pieces_verified: 0,
             conns: BTreeMap::new(),
         }
     }
@@ -160,7 +163,15 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_event(&mut self, at: Duration, event: TorrentEvent) {
+    pub(crate) fn on_event(&mut self, at: Duration, event: TorrentEvent, source: &[u8]) {
+        if let TorrentEvent::PieceVerified(piece) = event {
+            let geometry = self.torrent.geometry();
+            let start = geometry.piece_offset(piece) as usize;
+            let range = start..start + geometry.piece_size(piece) as usize;
+            if self.storage.get(range.clone()) != source.get(range) {
+                self.bad_pieces_verified += 1;
+            }
+        }
         if event == TorrentEvent::Complete && self.completed_at.is_none() {
             self.completed_at = Some(at);
         }

@@ -63,6 +63,7 @@ pub fn sanitize_component(raw: &[u8]) -> Option<String> {
         .split('.')
         .next()
         .unwrap_or_default()
+        .trim_end()
         .to_ascii_lowercase();
     if RESERVED_STEMS.contains(&stem.as_str()) {
         out.insert(0, '_');
@@ -102,51 +103,60 @@ fn truncate_keeping_extension(name: String) -> String {
     out
 }
 
-/// Case-insensitive key of a path, for collision checks.
-fn path_key(components: &[String]) -> String {
-    components.join("/").to_lowercase()
-}
+/// Folder id of the download folder itself in [`Deduplicator`].
+const ROOT: usize = 0;
 
-/// Makes file paths unique. Build it with every folder the files will need, then call
-/// [`Deduplicator::claim`] for each file in torrent order.
+/// Makes file paths unique. Build it with every file path, then call [`Deduplicator::claim`] for
+/// each file in torrent order.
+///
+/// Folders are interned as (parent folder id, lowercased name) so memory stays proportional to
+/// the total length of the names, however deep the paths are.
 #[derive(Debug, Default)]
 pub struct Deduplicator {
-    folders: HashSet<String>,
-    files: HashSet<String>,
-    next_counter: HashMap<String, u64>,
+    folders: HashMap<(usize, String), usize>,
+    files: HashSet<(usize, String)>,
+    next_counter: HashMap<(usize, String), u64>,
 }
 
 impl Deduplicator {
     /// `paths`: the sanitized paths of all files that will be created (not padding files).
     pub fn new<'p>(paths: impl IntoIterator<Item = &'p [String]>) -> Self {
-        let mut folders = HashSet::new();
+        let mut dedup = Deduplicator::default();
         for path in paths {
-            for depth in 1..path.len() {
-                folders.insert(path_key(&path[..depth]));
-            }
+            dedup.folder_of(path);
         }
-        Deduplicator {
-            folders,
-            files: HashSet::new(),
-            next_counter: HashMap::new(),
-        }
+        dedup
     }
 
-    fn taken(&self, key: &str) -> bool {
-        self.files.contains(key) || self.folders.contains(key)
+    /// Id of the folder holding `path`'s last component, registering folders as needed.
+    fn folder_of(&mut self, path: &[String]) -> usize {
+        let mut parent = ROOT;
+        for component in path.iter().take(path.len().saturating_sub(1)) {
+            let next_id = self.folders.len() + 1;
+            parent = *self
+                .folders
+                .entry((parent, component.to_lowercase()))
+                .or_insert(next_id);
+        }
+        parent
+    }
+
+    fn taken(&self, key: &(usize, String)) -> bool {
+        self.files.contains(key) || self.folders.contains_key(key)
     }
 
     /// Makes `path` unique among the files claimed so far and all folders, renaming its last
     /// component with a counter when needed, and records it.
     pub fn claim(&mut self, path: &mut [String]) {
-        let key = path_key(path);
+        let Some(last_index) = path.len().checked_sub(1) else {
+            return;
+        };
+        let parent = self.folder_of(path);
+        let key = (parent, path[last_index].to_lowercase());
         if !self.taken(&key) {
             self.files.insert(key);
             return;
         }
-        let Some(last_index) = path.len().checked_sub(1) else {
-            return;
-        };
         let original = std::mem::take(&mut path[last_index]);
         let (stem, extension) = match original.rfind('.') {
             Some(dot) if dot > 0 => original.split_at(dot),
@@ -154,11 +164,12 @@ impl Deduplicator {
         };
         let mut counter = self.next_counter.get(&key).copied().unwrap_or(1);
         loop {
-            path[last_index] = format!("{stem}.{counter}{extension}");
+            let candidate = format!("{stem}.{counter}{extension}");
             counter += 1;
-            let candidate = path_key(path);
-            if !self.taken(&candidate) {
-                self.files.insert(candidate);
+            let candidate_key = (parent, candidate.to_lowercase());
+            if !self.taken(&candidate_key) {
+                self.files.insert(candidate_key);
+                path[last_index] = candidate;
                 break;
             }
         }
@@ -188,6 +199,7 @@ mod tests {
         assert_eq!(one("nul.txt"), Some("_nul.txt".into()));
         assert_eq!(one("Lpt9.tar.gz"), Some("_Lpt9.tar.gz".into()));
         assert_eq!(one("console"), Some("console".into()));
+        assert_eq!(one("CON .txt"), Some("_CON .txt".into()));
         assert_eq!(one("evil\u{202E}txt.exe"), Some("eviltxt.exe".into()));
         assert_eq!(one("\u{2066}..\u{2069}"), None, "bidi hiding a ..");
         assert_eq!(one("tab\there"), Some("tab_here".into()));
@@ -249,6 +261,25 @@ mod tests {
             dedup.claim(p);
         }
         assert_eq!(paths, [["x.1"], ["x"], ["x.2"]]);
+    }
+
+    #[test]
+    fn deep_paths_and_folder_collisions_at_depth() {
+        let deep: Vec<String> = (0..128)
+            .map(|i| format!("{}{i}", "d".repeat(190)))
+            .collect();
+        let mut paths = [deep.clone(), deep[..64].to_vec()];
+        let mut dedup = Deduplicator::new(paths.iter().map(Vec::as_slice));
+        for path in &mut paths {
+            dedup.claim(path);
+        }
+        assert_eq!(paths[0], deep, "the deep file keeps its path");
+        assert_eq!(paths[1][..63], deep[..63]);
+        assert_eq!(
+            paths[1][63],
+            format!("{}63.1", "d".repeat(190)),
+            "a file yields to a folder"
+        );
     }
 
     proptest! {

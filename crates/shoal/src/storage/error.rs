@@ -35,6 +35,8 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Layout(#[from] super::layout::LayoutError),
     #[error("refusing {path:?}: {reason}")]
     UnsafePath { path: PathBuf, reason: &'static str },
     #[error("refusing {path:?}: it leads to {target:?}, outside the download folder")]

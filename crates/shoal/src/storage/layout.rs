@@ -87,6 +87,25 @@ pub fn check_relative_path(path: &Path) -> Result<(), &'static str> {
     Ok(())
 }
 
+impl TryFrom<&shoal_proto::metainfo::Info> for FileLayout {
+    type Error = LayoutError;
+
+    /// The files of a parsed torrent, paths under the torrent's name. BEP 47 padding files, and
+    /// symlink entries of length 0 (shoal never creates symlinks), are never put on disk.
+    fn try_from(info: &shoal_proto::metainfo::Info) -> Result<Self, LayoutError> {
+        let files = info
+            .files()
+            .iter()
+            .map(|entry| StorageFile {
+                path: entry.relative_path(),
+                length: entry.length,
+                padding: entry.attr.padding || (entry.attr.symlink && entry.length == 0),
+            })
+            .collect();
+        FileLayout::new(files)
+    }
+}
+
 /// A contiguous part of a stream range that lies in one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -380,6 +399,40 @@ mod tests {
             files.push(file("last", 1)); // never empty
             files
         })
+    }
+
+    #[test]
+    fn a_parsed_torrent_keeps_its_files_padding_and_order() {
+        use shoal_proto::metainfo::{BuilderFile, FileAttr, Info, TorrentBuilder};
+        let padding = FileAttr {
+            padding: true,
+            ..FileAttr::default()
+        };
+        let files = vec![
+            BuilderFile::new(vec!["a.bin".into()], 20_000),
+            BuilderFile {
+                attr: padding,
+                ..BuilderFile::new(vec![".pad".into(), "12768".into()], 12_768)
+            },
+            BuilderFile::new(vec!["sub".into(), "b.bin".into()], 100),
+        ];
+        let builder = TorrentBuilder::multi_file("top", files, 16384, vec![[0; 20]; 3]);
+        let info = Info::from_bytes(&builder.info_bytes().unwrap()).unwrap();
+        let layout = FileLayout::try_from(&info).unwrap();
+        let paths: Vec<_> = layout
+            .files()
+            .iter()
+            .map(|f| (f.path.clone(), f.length, f.padding))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                (PathBuf::from("top/a.bin"), 20_000, false),
+                (PathBuf::from("top/.pad/12768"), 12_768, true),
+                (PathBuf::from("top/sub/b.bin"), 100, false),
+            ]
+        );
+        assert_eq!(layout.total_len(), info.total_len());
     }
 
     proptest! {

@@ -42,5 +42,10 @@ pub use pool::{DiskHandle, DiskPool, DiskPoolConfig, SubmitError};
 pub use restore::{restore, RestoreSource, Restored};
 pub use resume::{checkpoint, load, save, ResumeData, ResumeError, ResumeExpect};
 
+/// The storage layout of a parsed torrent (see `TryFrom<&Info> for FileLayout`).
+pub fn layout_of(info: &shoal_proto::metainfo::Info) -> Result<FileLayout, StorageError> {
+    Ok(FileLayout::try_from(info)?)
+}
+
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 //!
 //! Back-pressure: the queue holds at most `queue_capacity` jobs; [`DiskHandle::submit`] waits
 //! for room and [`DiskHandle::try_submit`] hands the request back when it is full.
-//! [`DiskPool::queue_depth`] (jobs submitted and not finished) is the figure for metrics.
+//! [`DiskPool::queue_depth`] (jobs queued or running) is the figure for metrics.
 //! Completions go out on unbounded channels on purpose: a worker must never wait on a torrent
 //! that is itself waiting for room in the queue, and completions are bounded by the queue anyway.
 //!
@@ -122,6 +122,18 @@ impl DiskPool {
         })
     }
 
+    /// A pool whose queue nobody takes from, to test back-pressure deterministically.
+    #[cfg(test)]
+    pub(crate) fn stalled_for_test(queue_capacity: usize) -> Self {
+        let (queue, receiver) = mpsc::channel(queue_capacity);
+        std::mem::forget(receiver);
+        DiskPool {
+            queue,
+            depth: Arc::new(AtomicUsize::new(0)),
+            workers: Vec::new(),
+        }
+    }
+
     /// A handle for one torrent: its requests run against `storage`, its completions arrive on
     /// `reply`.
     pub fn handle(
@@ -137,8 +149,7 @@ impl DiskPool {
         }
     }
 
-    /// Jobs submitted and not yet finished (waiting for room, queued or running), across all
-    /// torrents.
+    /// Jobs queued or running, across all torrents: the disk queue depth for metrics.
     pub fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
     }
@@ -160,31 +171,33 @@ impl DiskHandle {
         &self.storage
     }
 
-    /// Queues a request, waiting while the queue is full.
+    /// Queues a request, waiting while the queue is full. Cancel-safe: dropped while waiting,
+    /// nothing was queued.
     pub async fn submit(&self, request: DiskRequest) -> Result<(), SubmitError> {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.queue.send(self.job(request)).await {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(job)) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                Err(SubmitError::Closed(job.request))
+        match self.queue.reserve().await {
+            Ok(permit) => {
+                self.depth.fetch_add(1, Ordering::Relaxed);
+                permit.send(self.job(request));
+                Ok(())
             }
+            Err(mpsc::error::SendError(())) => Err(SubmitError::Closed(request)),
         }
     }
 
     /// Queues a request if there is room now.
     pub fn try_submit(&self, request: DiskRequest) -> Result<(), SubmitError> {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        self.queue.try_send(self.job(request)).map_err(|err| {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            match err {
-                mpsc::error::TrySendError::Full(job) => SubmitError::Full(job.request),
-                mpsc::error::TrySendError::Closed(job) => SubmitError::Closed(job.request),
+        match self.queue.try_reserve() {
+            Ok(permit) => {
+                self.depth.fetch_add(1, Ordering::Relaxed);
+                permit.send(self.job(request));
+                Ok(())
             }
-        })
+            Err(mpsc::error::TrySendError::Full(())) => Err(SubmitError::Full(request)),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(SubmitError::Closed(request)),
+        }
     }
 
-    /// Jobs submitted and not yet finished, across all torrents.
+    /// Jobs queued or running, across all torrents.
     pub fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
     }

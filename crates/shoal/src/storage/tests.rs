@@ -350,36 +350,30 @@ async fn the_pool_runs_requests_and_reports_completions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_hands_the_request_back() {
+async fn a_full_queue_hands_the_request_back_or_waits() {
     let dir = tempfile::tempdir().unwrap();
-    let f = fixture(dir.path(), vec![file("a", 64 * PIECE)]);
+    let f = fixture(dir.path(), vec![file("a", 4 * PIECE)]);
     let g = *f.storage.geometry();
-    let pool = DiskPool::new(DiskPoolConfig {
-        threads: 1,
-        queue_capacity: 1,
-    })
-    .unwrap();
+    let pool = DiskPool::stalled_for_test(2);
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let handle = pool.handle(Arc::new(f.storage), tx);
-    let mut full = 0;
-    for piece in g.pieces() {
-        match handle.try_submit(DiskRequest::Hash { piece }) {
-            Ok(()) => {}
-            Err(SubmitError::Full(DiskRequest::Hash { piece: back })) => {
-                assert_eq!(back, piece);
-                full += 1;
-            }
-            Err(other) => panic!("{other:?}"),
-        }
-    }
-    assert!(
-        full > 0,
-        "one worker and a queue of one cannot take 64 hashes at once"
-    );
-    drop(handle);
-    tokio::task::spawn_blocking(move || pool.shutdown())
+    let piece = |n| g.piece(n).unwrap();
+    handle
+        .try_submit(DiskRequest::Hash { piece: piece(0) })
+        .unwrap();
+    handle
+        .submit(DiskRequest::Hash { piece: piece(1) })
         .await
         .unwrap();
+    match handle.try_submit(DiskRequest::Hash { piece: piece(2) }) {
+        Err(SubmitError::Full(DiskRequest::Hash { piece: back })) => assert_eq!(back, piece(2)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.queue_depth(), 2, "the refused request is not counted");
+    let waiting = handle.submit(DiskRequest::Hash { piece: piece(3) });
+    let timed_out = tokio::time::timeout(std::time::Duration::from_millis(50), waiting).await;
+    assert!(timed_out.is_err(), "submit waits while the queue is full");
+    assert_eq!(handle.queue_depth(), 2, "a cancelled submit queued nothing");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! crate only moves bytes between sockets, disk and these machines; the simulator in `shoal-sim`
 //! drives them in memory with a virtual clock. Random choices use a seeded RNG passed in.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+pub mod announce;
 pub mod bitfield;
 pub mod picker;
 pub mod choker;

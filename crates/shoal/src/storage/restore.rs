@@ -45,7 +45,7 @@ pub struct Restored {
     pub have: Vec<bool>,
     /// Pieces taken from the resume file without hashing.
     pub trusted: u32,
-    /// Pieces hashed.
+    /// Pieces that had to be checked (hashed when their data was present, else not had).
     pub hashed: u32,
     pub source: RestoreSource,
 }

@@ -837,3 +837,6 @@ impl PeerConn {
         self.stats
     }
 }
+
+#[cfg(test)]
+mod tests;

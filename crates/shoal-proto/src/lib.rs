@@ -12,6 +12,7 @@
 pub mod bencode;
 pub mod geometry;
 pub mod ids;
+pub mod lsd;
 pub mod magnet;
 pub mod metainfo;
 pub mod tracker;

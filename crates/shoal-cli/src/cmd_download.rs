@@ -34,6 +34,9 @@ pub struct DownloadArgs {
     /// Keep seeding after the download completes, until Ctrl-C.
     #[arg(long)]
     pub seed: bool,
+    /// Folder for resume files [default: $XDG_DATA_HOME/shoal or ~/.local/share/shoal].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,11 +51,14 @@ pub struct SeedArgs {
     /// Address peers connect to [default: 0.0.0.0:6881, or a free port if taken].
     #[arg(long, value_name = "IP:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Folder for resume files [default: $XDG_DATA_HOME/shoal or ~/.local/share/shoal].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let (session, handle) = start(&args.torrent, &args.output, args.peers, args.listen).await?;
+        let (session, handle) = start(&args.torrent, &args.output, args.peers, args.listen, args.state_dir).await?;
         let started = Instant::now();
         let done = tokio::select! {
             status = watch_progress(&handle, true) => Some(status),
@@ -76,7 +82,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
 pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (session, handle) =
-            start(&args.torrent, &args.data_dir, args.peers, args.listen).await?;
+            start(&args.torrent, &args.data_dir, args.peers, args.listen, args.state_dir).await?;
         let mut rx = handle.watch_status();
         let status = rx
             .wait_for(|s| s.state != TorrentState::Checking)
@@ -119,10 +125,10 @@ async fn start(
     dir: &std::path::Path,
     peers: Vec<SocketAddr>,
     listen: Option<SocketAddr>,
+    state_dir: Option<PathBuf>,
 ) -> anyhow::Result<(Session, TorrentHandle)> {
-    let metainfo =
-        std::fs::read(torrent).with_context(|| format!("reading {}", torrent.display()))?;
-    let session = start_session(listen).await?;
+    let metainfo = read_torrent_file(torrent)?;
+    let session = start_session(listen, state_dir.or_else(default_state_dir)).await?;
     let add = AddTorrent {
         metainfo,
         download_dir: dir.to_path_buf(),
@@ -136,8 +142,28 @@ async fn start(
     Ok((session, handle))
 }
 
-async fn start_session(listen: Option<SocketAddr>) -> anyhow::Result<Session> {
-    let mut config = SessionConfig::default();
+/// The largest .torrent file shoal reads (real ones are well under 10 MiB).
+const MAX_TORRENT_FILE: u64 = 64 << 20;
+
+fn read_torrent_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    if len > MAX_TORRENT_FILE {
+        bail!("{} is {} bytes; a .torrent file over {} is refused", path.display(), len, human_bytes(MAX_TORRENT_FILE));
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// `$XDG_DATA_HOME/shoal`, else `~/.local/share/shoal`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("share")))?;
+    Some(base.join("shoal"))
+}
+
+async fn start_session(listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> anyhow::Result<Session> {
+    let mut config = SessionConfig { state_dir, ..SessionConfig::default() };
     match listen {
         Some(addr) => {
             config.listen_addr = addr;

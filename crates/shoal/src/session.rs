@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{AddTorrent, TorrentState, TorrentStatus};
 use crate::net::{self, Router};
 use crate::storage::{self, DiskPool, DiskPoolConfig, StorageOptions, TorrentStorage};
-use crate::torrent_task::{TorrentCommand, TorrentTask};
+use crate::torrent_task::{ResumeTarget, TorrentCommand, TorrentTask};
 
 /// Settings of a session. `Default` listens on all addresses at port 6881.
 #[derive(Clone, Debug)]
@@ -34,6 +34,8 @@ pub struct SessionConfig {
     pub disk: DiskPoolConfig,
     /// Threads for checking existing data (default: all cores).
     pub check_threads: usize,
+    /// Folder for resume files; `None` keeps none (every start hashes what is on disk).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -43,6 +45,7 @@ impl Default for SessionConfig {
             torrent: TorrentConfig::default(),
             disk: DiskPoolConfig::default(),
             check_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            state_dir: None,
         }
     }
 }
@@ -132,7 +135,8 @@ impl Session {
         )?);
         let status = initial_status(&meta);
         let (status_tx, status_rx) = watch::channel(status);
-        let verified = self.check(&storage, &status_tx).await;
+        let resume = self.resume_target(info_hash, &add.download_dir);
+        let verified = self.restore(&storage, resume.as_ref(), &status_tx).await;
         let mut have = Bitfield::new(geometry.piece_count());
         for piece in geometry.pieces().filter(|p| verified[p.as_usize()]) {
             have.set(piece);
@@ -168,6 +172,7 @@ impl Session {
             status: status_tx,
             events: events.clone(),
             bind,
+            resume,
             cancel: self.cancel.child_token(),
         };
         tokio::spawn(task.run());
@@ -176,17 +181,46 @@ impl Session {
         Ok(handle)
     }
 
-    /// Hashes what is already on disk (on blocking threads), publishing progress.
-    async fn check(&self, storage: &Arc<TorrentStorage>, status: &watch::Sender<TorrentStatus>) -> Vec<bool> {
+    /// The resume file of a torrent in a download folder, when the session keeps them.
+    fn resume_target(&self, info_hash: InfoHash, download_dir: &std::path::Path) -> Option<ResumeTarget> {
+        let state_dir = self.config.state_dir.as_ref()?;
+        let dir = std::fs::canonicalize(download_dir).unwrap_or_else(|_| download_dir.to_path_buf());
+        let dir_id = InfoHash::of_info_bytes(dir.as_os_str().as_encoded_bytes()).to_hex();
+        let path = state_dir.join("resume").join(format!("{}-{}.resume", info_hash.to_hex(), &dir_id[..8]));
+        Some(ResumeTarget { path, info_hash })
+    }
+
+    /// Decides which pieces are already ours: from the resume file where its rules allow, by
+    /// hashing otherwise (on blocking threads, publishing progress). Then marks the resume file
+    /// "running", so that a crash from here on is known at the next start.
+    async fn restore(
+        &self,
+        storage: &Arc<TorrentStorage>,
+        resume: Option<&ResumeTarget>,
+        status: &watch::Sender<TorrentStatus>,
+    ) -> Vec<bool> {
         let storage = Arc::clone(storage);
         let status = status.clone();
         let threads = self.config.check_threads;
+        let resume = resume.cloned();
         let pieces = storage.geometry().piece_count() as usize;
         let result = tokio::task::spawn_blocking(move || {
             let progress = |p: storage::CheckProgress| {
                 status.send_modify(|s| s.check_progress = p.done as f32 / p.total.max(1) as f32);
             };
-            storage::check_existing(&storage, threads, &progress, &AtomicBool::new(false))
+            let cancel = AtomicBool::new(false);
+            let Some(target) = resume else {
+                return storage::check_existing(&storage, threads, &progress, &cancel);
+            };
+            let restored = storage::restore(&storage, &target.path, target.info_hash, threads, &progress, &cancel)?;
+            tracing::info!(trusted = restored.trusted, hashed = restored.hashed, source = ?restored.source, "restored");
+            if let Some(parent) = target.path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            if let Err(error) = storage::checkpoint(&storage, &target.path, target.info_hash, &restored.have, false) {
+                tracing::warn!(%error, "could not write the resume file");
+            }
+            Ok(restored.have)
         })
         .await;
         match result {

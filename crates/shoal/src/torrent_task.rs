@@ -27,6 +27,15 @@ use crate::storage::DiskHandle;
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// Bound on socket events queued for the torrent task (back-pressure on peer readers).
 const PEER_EVENT_QUEUE: usize = 256;
+/// How often at most the resume file is rewritten while new pieces are being verified.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+
+/// Where a torrent's resume file goes.
+#[derive(Debug, Clone)]
+pub(crate) struct ResumeTarget {
+    pub path: std::path::PathBuf,
+    pub info_hash: shoal_proto::InfoHash,
+}
 
 /// What a front end can ask a running torrent task.
 #[derive(Debug)]
@@ -49,6 +58,7 @@ pub(crate) struct TorrentTask {
     pub events: tokio::sync::broadcast::Sender<TorrentEvent>,
     /// Local address outgoing connections bind to (so a peer sees our listen IP).
     pub bind: Option<SocketAddr>,
+    pub resume: Option<ResumeTarget>,
     pub cancel: CancellationToken,
 }
 
@@ -69,13 +79,33 @@ struct Driver {
     bind: Option<SocketAddr>,
     cancel: CancellationToken,
     last_status: Instant,
+    checkpoints: Checkpoints,
+}
+
+/// Resume-file bookkeeping: one checkpoint in flight at most, and only when something changed.
+struct Checkpoints {
+    target: Option<ResumeTarget>,
+    saved_pieces: u32,
+    last: Instant,
+    running: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TorrentTask {
     /// Runs until cancelled or stopped.
     pub(crate) async fn run(self) {
-        let TorrentTask { engine, disk, mut disk_done, mut incoming, mut commands, status, events, bind, cancel } =
-            self;
+        let TorrentTask {
+            engine,
+            disk,
+            mut disk_done,
+            mut incoming,
+            mut commands,
+            status,
+            events,
+            bind,
+            resume,
+            cancel,
+        } = self;
+        let saved_pieces = engine.have().count_ones();
         let (peer_events, mut peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
         let (connects, mut connect_rx) = mpsc::channel(64);
         let mut d = Driver {
@@ -89,6 +119,7 @@ impl TorrentTask {
             bind,
             cancel: cancel.clone(),
             last_status: Instant::now(),
+            checkpoints: Checkpoints { target: resume, saved_pieces, last: Instant::now(), running: None },
         };
         d.flush_outputs().await;
         d.publish_status(true);
@@ -127,6 +158,7 @@ impl TorrentTask {
             }
             d.flush_outputs().await;
             d.publish_status(false);
+            d.maybe_checkpoint(false);
         }
         d.publish_status(true);
     }
@@ -191,10 +223,51 @@ impl Driver {
 
     async fn stop(mut self, reply: oneshot::Sender<()>) {
         self.peers.clear();
-        let storage = self.disk.storage().clone();
-        let _ = tokio::task::spawn_blocking(move || storage.sync()).await;
+        if let Some(running) = self.checkpoints.running.take() {
+            let _ = running.await;
+        }
+        match self.checkpoints.target.clone() {
+            Some(target) => {
+                let verified = self.verified_snapshot();
+                if let Err(error) = self.disk.checkpoint(target.path, target.info_hash, verified, true).await {
+                    tracing::error!(%error, "could not save the resume file");
+                }
+            }
+            None => {
+                let storage = self.disk.storage().clone();
+                let _ = tokio::task::spawn_blocking(move || storage.sync()).await;
+            }
+        }
         self.publish_status(true);
         let _ = reply.send(());
+    }
+
+    fn verified_snapshot(&self) -> Vec<bool> {
+        let have = self.engine.have();
+        (0..have.len()).map(|i| have.get_index(i)).collect()
+    }
+
+    /// Starts a resume checkpoint (flush, then save) in the background when new pieces were
+    /// verified since the last one and either `now_please` or [`CHECKPOINT_EVERY`] has passed.
+    fn maybe_checkpoint(&mut self, now_please: bool) {
+        let pieces = self.engine.have().count_ones();
+        let c = &mut self.checkpoints;
+        let Some(target) = c.target.clone() else { return };
+        if pieces == c.saved_pieces || c.running.as_ref().is_some_and(|r| !r.is_finished()) {
+            return;
+        }
+        if !now_please && c.last.elapsed() < CHECKPOINT_EVERY {
+            return;
+        }
+        c.saved_pieces = pieces;
+        c.last = Instant::now();
+        let verified = self.verified_snapshot();
+        let disk = self.disk.clone();
+        self.checkpoints.running = Some(tokio::spawn(async move {
+            if let Err(error) = disk.checkpoint(target.path, target.info_hash, verified, false).await {
+                tracing::warn!(%error, "could not save the resume file");
+            }
+        }));
     }
 
     async fn flush_outputs(&mut self) {
@@ -217,6 +290,9 @@ impl Driver {
                 }
                 Output::Event(event) => {
                     log_event(&event);
+                    if event == TorrentEvent::Complete {
+                        self.maybe_checkpoint(true);
+                    }
                     let _ = self.events.send(event);
                 }
                 _ => {}

@@ -4,6 +4,8 @@
 //! machines of `shoal-engine` with bytes, disk completions and the current time. Front ends (the
 //! `shoal` CLI, the HTTP server) use only the facade exported here.
 pub mod create;
+pub mod dht;
+pub mod lsd;
 pub mod storage;
 pub mod api;
 mod net;

@@ -425,6 +425,14 @@ impl Response {
                 })
             }
             ACTION_ANNOUNCE => {
+                if bytes.len() < 20 {
+                    // opentracker answers an announce for a torrent it does not track with
+                    // these 8 header bytes alone.
+                    return Err(UdpError::Truncated {
+                        len: bytes.len(),
+                        needed: 20,
+                    });
+                }
                 let interval = i32::from_be_bytes(r.take()?);
                 let leechers = r.u32()?;
                 let seeders = r.u32()?;

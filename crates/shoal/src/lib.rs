@@ -7,6 +7,7 @@ pub mod create;
 pub mod dht;
 pub mod lsd;
 pub mod storage;
+pub mod tracker;
 pub mod api;
 mod net;
 mod peer_io;

@@ -1,0 +1,318 @@
+//! shoal's tracker client against a real `opentracker` (Debian's, whitelist-only) on 127.0.0.1:
+//! two peers announce over HTTP and over UDP and each learns the other's address; scrape counts
+//! them; an unlisted infohash is refused with the tracker's own words; the announcer task
+//! delivers peers and leaves the swarm with `stopped`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal::tracker::{
+    run_announcer, Announce, AnnounceEvent, AnnouncerCommand, TorrentIdentity, TrackerClient,
+    TrackerConfig, TrackerError, TrackerUrl,
+};
+use shoal_engine::announce::{AnnounceConfig, AnnounceSchedule, TrackerState, TransferTotals};
+use shoal_proto::{InfoHash, PeerId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// One opentracker process with its own chroot directory and whitelist, killed on drop.
+struct Opentracker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Opentracker {
+    fn start(allowed: &[InfoHash]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // opentracker chroots into the directory and drops to `nobody`, who must read the list.
+        set_mode(dir.path(), 0o755);
+        let mut list: String = allowed
+            .iter()
+            .map(|h| format!("{}\n", h.to_hex()))
+            .collect();
+        list.push_str(&format!("{}\n", PROBE.to_hex()));
+        std::fs::write(dir.path().join("whitelist"), list).unwrap();
+        set_mode(&dir.path().join("whitelist"), 0o644);
+        let port = free_tcp_and_udp_port();
+        let child = Command::new("opentracker")
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-P",
+                &port.to_string(),
+            ])
+            .arg("-d")
+            .arg(dir.path())
+            .args(["-w", "whitelist"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("opentracker is installed (Debian package opentracker)");
+        let tracker = Opentracker {
+            child,
+            port,
+            _dir: dir,
+        };
+        // It listens before it has read its whitelist: wait until a `stopped` announce for the
+        // probe hash (which registers nobody) is no longer refused.
+        for _ in 0..100 {
+            if probe_is_authorized(port) {
+                return tracker;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("opentracker did not start on port {port}");
+    }
+
+    fn http(&self) -> TrackerUrl {
+        TrackerUrl::parse(&format!("http://127.0.0.1:{}/announce", self.port)).unwrap()
+    }
+
+    fn udp(&self) -> TrackerUrl {
+        TrackerUrl::parse(&format!("udp://127.0.0.1:{}/announce", self.port)).unwrap()
+    }
+}
+
+impl Drop for Opentracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An infohash every test tracker lists, used to see that the whitelist is loaded.
+const PROBE: InfoHash = InfoHash([0xfe; 20]);
+
+fn probe_is_authorized(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let request = format!(
+        "GET /announce?info_hash={}&peer_id=-SH0100-probeprobepr&port=1&uploaded=0&downloaded=0\
+         &left=0&event=stopped&compact=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+        "%FE".repeat(20)
+    );
+    let mut reply = Vec::new();
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_end(&mut reply).is_ok()
+        && reply.starts_with(b"HTTP/1.1 200")
+        && !String::from_utf8_lossy(&reply).contains("failure reason")
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1 right now.
+fn free_tcp_and_udp_port() -> u16 {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP");
+}
+
+fn client() -> TrackerClient {
+    TrackerClient::new(TrackerConfig {
+        udp_base_timeout: Duration::from_millis(500),
+        udp_max_tries: 3,
+        http_timeout: Duration::from_secs(5),
+        udp_bind_v4: "127.0.0.1:0".parse().unwrap(),
+        ..TrackerConfig::default()
+    })
+    .unwrap()
+}
+
+fn announce(hash: InfoHash, peer: u8, port: u16, event: AnnounceEvent) -> Announce {
+    Announce {
+        info_hash: hash,
+        peer_id: PeerId::shoal([peer; 12]),
+        port,
+        uploaded: 0,
+        downloaded: 0,
+        left: 1000,
+        event,
+        numwant: Some(50),
+        key: u32::from(peer),
+        tracker_id: None,
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+async fn two_peers_see_each_other(url: TrackerUrl) {
+    let hash = InfoHash([0x5a; 20]);
+    let tracker_hash = [hash];
+    let tracker = Opentracker::start(&tracker_hash);
+    let url = if url.is_udp() {
+        tracker.udp()
+    } else {
+        tracker.http()
+    };
+    let client = client();
+    let first = client
+        .announce(&url, &announce(hash, 1, 40001, AnnounceEvent::Started))
+        .await
+        .unwrap();
+    assert!(first.interval.unwrap() > 0);
+    assert!(!first.peers.contains(&addr(40002)));
+    let second = client
+        .announce(&url, &announce(hash, 2, 40002, AnnounceEvent::Started))
+        .await
+        .unwrap();
+    assert!(second.peers.contains(&addr(40001)), "{:?}", second.peers);
+    assert_eq!((second.seeders, second.leechers), (Some(0), Some(2)));
+    let again = client
+        .announce(&url, &announce(hash, 1, 40001, AnnounceEvent::None))
+        .await
+        .unwrap();
+    assert!(again.peers.contains(&addr(40002)), "{:?}", again.peers);
+
+    let scrape = client.scrape(&url, &[hash]).await.unwrap();
+    assert_eq!(scrape.len(), 1);
+    assert_eq!((scrape[0].0, scrape[0].1.leechers), (hash, 2));
+
+    // After `stopped`, the other peer no longer hears of it.
+    client
+        .announce(&url, &announce(hash, 2, 40002, AnnounceEvent::Stopped))
+        .await
+        .unwrap();
+    let after = client
+        .announce(&url, &announce(hash, 1, 40001, AnnounceEvent::None))
+        .await
+        .unwrap();
+    assert!(!after.peers.contains(&addr(40002)), "{:?}", after.peers);
+}
+
+#[tokio::test]
+async fn http_announce_and_scrape_against_opentracker() {
+    two_peers_see_each_other(TrackerUrl::parse("http://x/announce").unwrap()).await;
+}
+
+#[tokio::test]
+async fn udp_announce_and_scrape_against_opentracker() {
+    two_peers_see_each_other(TrackerUrl::parse("udp://x:1").unwrap()).await;
+}
+
+#[tokio::test]
+async fn an_unlisted_infohash_is_refused_in_the_trackers_words() {
+    let tracker = Opentracker::start(&[InfoHash([1; 20])]);
+    let client = client();
+    let other = InfoHash([2; 20]);
+    for url in [tracker.http(), tracker.udp()] {
+        let err = client
+            .announce(&url, &announce(other, 1, 40001, AnnounceEvent::Started))
+            .await
+            .unwrap_err();
+        match (url.is_udp(), err) {
+            (false, TrackerError::Refused { reason }) => {
+                assert!(reason.contains("not authorized"), "{url}: {reason}")
+            }
+            // Over UDP opentracker says nothing: it sends the 8-byte header of an announce reply.
+            (true, TrackerError::BadUdpReply(e)) => {
+                assert!(e.to_string().contains("8 bytes"), "{url}: {e}")
+            }
+            (_, other) => panic!("{url}: expected a refusal, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn announcer_task_finds_peers_and_leaves_with_stopped() {
+    let hash = InfoHash([0x77; 20]);
+    let tracker = Opentracker::start(&[hash]);
+    let client = Arc::new(client());
+    // Another peer is already in the swarm.
+    client
+        .announce(
+            &tracker.http(),
+            &announce(hash, 9, 40009, AnnounceEvent::Started),
+        )
+        .await
+        .unwrap();
+
+    // Tier 0 is a UDP port nobody listens on, tier 1 the real tracker over UDP.
+    let dead = format!("udp://127.0.0.1:{}/announce", free_tcp_and_udp_port());
+    let tiers = vec![vec![dead.clone()], vec![tracker.udp().to_string()]];
+    let schedule = AnnounceSchedule::new(
+        tokio::time::Instant::now().into_std(),
+        &tiers,
+        AnnounceConfig::default(),
+        42,
+    );
+    let (peers_tx, mut peers_rx) = mpsc::channel(4);
+    let identity = TorrentIdentity {
+        info_hash: hash,
+        peer_id: PeerId::shoal([1; 12]),
+        port: 40001,
+        stop_timeout: Duration::from_secs(2),
+    };
+    let totals = || TransferTotals {
+        uploaded: 0,
+        downloaded: 0,
+        left: 1000,
+    };
+    let handle = run_announcer(
+        schedule,
+        client.clone(),
+        identity,
+        totals,
+        peers_tx,
+        CancellationToken::new(),
+    );
+    let peers = tokio::time::timeout(Duration::from_secs(20), peers_rx.recv())
+        .await
+        .expect("peers within 20 s")
+        .unwrap();
+    assert!(peers.contains(&addr(40009)), "{peers:?}");
+
+    let status = handle.status.borrow().clone();
+    let dead_status = status.iter().find(|t| t.url == dead).unwrap();
+    assert_eq!(dead_status.state, TrackerState::Failing);
+    assert!(dead_status
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("no answer"));
+    assert!(dead_status.next_announce.is_some());
+    let live = status.iter().find(|t| t.url != dead).unwrap();
+    assert_eq!(live.state, TrackerState::Working);
+    assert_eq!(live.leechers, Some(2));
+
+    // The other peer sees us, then no longer once we have stopped.
+    let seen = client
+        .announce(
+            &tracker.http(),
+            &announce(hash, 9, 40009, AnnounceEvent::None),
+        )
+        .await
+        .unwrap();
+    assert!(seen.peers.contains(&addr(40001)), "{:?}", seen.peers);
+    handle.commands.send(AnnouncerCommand::Stop).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle.task)
+        .await
+        .expect("the announcer ends after stopping")
+        .unwrap();
+    let gone = client
+        .announce(
+            &tracker.http(),
+            &announce(hash, 9, 40009, AnnounceEvent::None),
+        )
+        .await
+        .unwrap();
+    assert!(!gone.peers.contains(&addr(40001)), "{:?}", gone.peers);
+}

@@ -137,6 +137,37 @@ pub fn tracker_text(bytes: &[u8]) -> String {
     text
 }
 
+/// The fuzz entry point (`fuzz/fuzz_targets/tracker.rs`): every tracker decoder on arbitrary
+/// bytes never panics, and UDP packets that decode encode back to the same value.
+pub mod fuzzing {
+    use super::{http, udp, TrackerUrl};
+
+    pub fn run(data: &[u8]) {
+        let _ = http::decode_announce(data);
+        let _ = http::decode_scrape(data);
+        let _ = TrackerUrl::parse(&String::from_utf8_lossy(data));
+        let _ = http::parse_announce_query(&String::from_utf8_lossy(data));
+        if let Ok(request) = udp::Request::decode(data) {
+            let mut out = Vec::new();
+            request.encode(&mut out);
+            assert_eq!(out.len(), request.encoded_len());
+            assert_eq!(udp::Request::decode(&out).as_ref(), Ok(&request));
+        }
+        for family in [udp::PeerFamily::V4, udp::PeerFamily::V6] {
+            match udp::Response::decode(data, family) {
+                // Error text is made lossy and capped on decoding, so it need not round-trip.
+                Ok(udp::Response::Error { .. }) | Err(_) => {}
+                Ok(response) => {
+                    let mut out = Vec::new();
+                    response.encode(&mut out);
+                    assert_eq!(out.len(), response.encoded_len());
+                    assert_eq!(udp::Response::decode(&out, family).as_ref(), Ok(&response));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +185,20 @@ mod tests {
         assert_eq!(AnnounceEvent::from_udp_code(4), None);
         assert_eq!(AnnounceEvent::Completed.udp_code(), 1);
         assert_eq!(AnnounceEvent::Started.http_name(), Some("started"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_entry_point_holds_on_arbitrary_bytes(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            action in 0u8..4,
+        ) {
+            fuzzing::run(&data);
+            // Also with a valid UDP header, so the packet bodies are reached.
+            let mut packet = vec![0, 0, 0, action, 1, 2, 3, 4];
+            packet.extend_from_slice(&data);
+            fuzzing::run(&packet);
+        }
     }
 
     #[test]

@@ -741,6 +741,13 @@ impl Picker {
         newly
     }
 
+    /// The piece's data was lost through no fault of its senders (a disk write or read failed):
+    /// every block goes back to the pool and nobody gets a strike. Returns whether the piece was
+    /// started.
+    pub fn on_piece_reset(&mut self, piece: PieceIndex) -> bool {
+        self.started.remove(&piece.get()).is_some()
+    }
+
     /// The piece failed its hash check: every block goes back to the pool, each peer that
     /// supplied a block gets a strike, and the contributors are returned so the torrent can ban
     /// a sole contributor at once and others after repeated strikes.
@@ -1243,5 +1250,26 @@ mod tests {
             }
             prop_assert!(p.is_complete(), "left {:?}", p.byte_counts());
         }
+    }
+
+    #[test]
+    fn a_reset_piece_is_picked_again_and_gives_no_strikes() {
+        let mut p = rarest_first_picker(2);
+        let mut rng = StdRng::seed_from_u64(1);
+        let all = bits(2, &[0, 1]);
+        p.add_peer_bitfield(A, &all);
+        let got = p.pick(&all, A, 2, &mut rng);
+        let first = got[0].piece();
+        for b in &got {
+            p.on_block_received(*b, A);
+        }
+        assert!(p.on_piece_reset(first));
+        assert_eq!(p.strikes(A), 0, "a disk failure is not the sender's fault");
+        assert!(p.contributors(first).is_empty());
+        let again = p.pick(&all, A, 4, &mut rng);
+        assert!(
+            again.iter().any(|b| b.piece() == first),
+            "the piece is wanted again"
+        );
     }
 }

@@ -85,6 +85,8 @@ impl Node {
             config: sim.config.torrent.clone(),
             rng_seed,
             info_bytes: None,
+            listen_port: Some(addr.port()),
+            private: false,
         };
         let torrent = Torrent::new(params, sim.now);
         let completed_at = spec.seed.then_some(Duration::ZERO);

@@ -150,6 +150,8 @@ impl Session {
             config: self.config.torrent.clone(),
             rng_seed: rand::random(),
             info_bytes: Some(meta.info.raw().clone()),
+            listen_port: Some(self.listen_addr.port()),
+            private: meta.info.is_private(),
         };
         let now = tokio::time::Instant::now().into_std();
         let mut engine = Torrent::new(params, now);

@@ -26,11 +26,19 @@
 //!    [`PeerConn::poll_transmit`] and write what it gave to the socket.
 //! 4. On `Err(PeerError)` from a `handle_*` call, drain the events (they are all valid), then
 //!    drop the connection; later calls return [`PeerError::Closed`].
+//!
+//! # Metadata-only connections
+//! For a magnet link the torrent's geometry is not known yet: [`PeerSetup::geometry`] is `None`.
+//! Such a connection does the handshakes and carries BEP 10 messages; the peer's piece set,
+//! `have`, `suggest` and `allowed fast` are accepted (a bitfield only checked for being first and
+//! within the frame cap) and ignored, its requests are ignored (we have nothing), and a `piece`
+//! counts as unrequested. We send `have none` (fast) or nothing as our piece set.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use shoal_proto::wire::ut_metadata::MAX_METADATA_SIZE;
 use shoal_proto::wire::{Handshake, Message, MessageDecoder, Reserved, WireError};
 use shoal_proto::{BlockRef, Geometry, InfoHash, PeerId, PieceIndex};
 
@@ -68,11 +76,16 @@ impl Default for PeerConfig {
 pub struct PeerSetup {
     pub info_hash: InfoHash,
     pub our_peer_id: PeerId,
-    pub geometry: Geometry,
+    /// The torrent's geometry; `None` while only its infohash is known (metadata-only connection,
+    /// see the module documentation).
+    pub geometry: Option<Geometry>,
     /// Our verified pieces at the time of connecting; later ones come as [`PeerCommand::Have`].
     pub our_pieces: Bitfield,
     /// Our BEP 10 extended handshake payload (bencoded), sent when the peer supports BEP 10.
     pub extended_handshake: Option<Bytes>,
+    /// The reserved bits of our handshake ([`Reserved::shoal`], without DHT for a private
+    /// torrent).
+    pub reserved: Reserved,
     pub config: PeerConfig,
 }
 
@@ -263,8 +276,12 @@ impl PeerConn {
     }
 
     fn blank(now: Instant, setup: PeerSetup) -> Self {
-        let piece_count = setup.geometry.piece_count();
-        let max_frame = shoal_proto::wire::max_frame_len_for(piece_count);
+        let piece_count = setup.geometry.map_or(0, |g| g.piece_count());
+        let max_frame = match setup.geometry {
+            Some(_) => shoal_proto::wire::max_frame_len_for(piece_count),
+            // Room for the bitfield of the largest torrent whose metadata we would fetch.
+            None => shoal_proto::wire::max_frame_len_for(MAX_METADATA_SIZE / 20),
+        };
         PeerConn {
             decoder: MessageDecoder::new(max_frame),
             their_pieces: Bitfield::new(piece_count),
@@ -294,7 +311,7 @@ impl PeerConn {
 
     fn queue_our_handshake(&mut self, now: Instant) {
         let ours = Handshake {
-            reserved: Reserved::shoal(),
+            reserved: self.setup.reserved,
             info_hash: self.setup.info_hash,
             peer_id: self.setup.our_peer_id,
         };
@@ -334,7 +351,12 @@ impl PeerConn {
     /// we have nothing, as BEP 3 allows).
     fn queue_our_piece_set(&mut self, now: Instant) {
         let ours = &self.setup.our_pieces;
-        let message = if self.supports_fast() && ours.is_full() {
+        let message = if self.setup.geometry.is_none() {
+            if !self.supports_fast() {
+                return;
+            }
+            Message::HaveNone
+        } else if self.supports_fast() && ours.is_full() {
             Message::HaveAll
         } else if self.supports_fast() && ours.has_none() {
             Message::HaveNone
@@ -376,6 +398,16 @@ impl PeerConn {
         }
     }
 
+    fn geometry_piece_count(&self) -> u32 {
+        self.setup.geometry.map_or(0, |g| g.piece_count())
+    }
+
+    fn checked_block(&self, index: u32, begin: u32, length: u32) -> Option<BlockRef> {
+        self.setup
+            .geometry
+            .and_then(|g| g.checked_block(index, begin, length))
+    }
+
     fn fail(&mut self, error: PeerError) -> PeerError {
         self.stage = Stage::Closed;
         self.inbuf.clear();
@@ -390,6 +422,14 @@ impl PeerConn {
             Message::KeepAlive | Message::Extended { .. } | Message::Port(_) => {}
             _ => self.stage = Stage::Established,
         }
+        let message = if self.setup.geometry.is_none() {
+            match self.metadata_only_message(message, piece_set_expected)? {
+                Some(message) => message,
+                None => return Ok(()),
+            }
+        } else {
+            message
+        };
         match message {
             Message::KeepAlive | Message::Unknown { .. } => {}
             Message::Choke => self.on_choked(),
@@ -415,7 +455,7 @@ impl PeerConn {
             }
             Message::Bitfield(bytes) => {
                 self.expect_piece_set("bitfield", piece_set_expected)?;
-                let bits = Bitfield::from_wire(&bytes, self.setup.geometry.piece_count())?;
+                let bits = Bitfield::from_wire(&bytes, self.geometry_piece_count())?;
                 self.set_their_pieces(bits);
             }
             Message::HaveAll | Message::HaveNone => {
@@ -426,7 +466,7 @@ impl PeerConn {
                 };
                 self.require_fast(name)?;
                 self.expect_piece_set(name, piece_set_expected)?;
-                let count = self.setup.geometry.piece_count();
+                let count = self.geometry_piece_count();
                 let bits = if message == Message::HaveAll {
                     Bitfield::full(count)
                 } else {
@@ -444,7 +484,7 @@ impl PeerConn {
                 begin,
                 length,
             } => {
-                if let Some(block) = self.setup.geometry.checked_block(index, begin, length) {
+                if let Some(block) = self.checked_block(index, begin, length) {
                     self.their_requests.remove(&block);
                 }
             }
@@ -455,7 +495,7 @@ impl PeerConn {
                 length,
             } => {
                 self.require_fast("reject")?;
-                if let Some(block) = self.setup.geometry.checked_block(index, begin, length) {
+                if let Some(block) = self.checked_block(index, begin, length) {
                     if self.our_requests.remove(&block) {
                         self.remember_stale(block);
                         self.events.push_back(PeerEvent::RequestDropped(block));
@@ -487,6 +527,40 @@ impl PeerConn {
         Ok(())
     }
 
+    /// A metadata-only connection's view of the messages that name pieces: checked for order,
+    /// then ignored. Every other message is handed back for the common handling.
+    fn metadata_only_message(
+        &mut self,
+        message: Message,
+        piece_set_expected: bool,
+    ) -> Result<Option<Message>, PeerError> {
+        match message {
+            Message::Bitfield(_) => self.expect_piece_set("bitfield", piece_set_expected)?,
+            Message::HaveAll | Message::HaveNone => {
+                let name = if message == Message::HaveAll {
+                    "have all"
+                } else {
+                    "have none"
+                };
+                self.require_fast(name)?;
+                self.expect_piece_set(name, piece_set_expected)?;
+            }
+            Message::Suggest { .. } => return self.require_fast("suggest").map(|()| None),
+            Message::AllowedFast { .. } => return self.require_fast("allowed fast").map(|()| None),
+            Message::Reject { .. } => return self.require_fast("reject").map(|()| None),
+            Message::Have { .. } | Message::Request { .. } | Message::Cancel { .. } => {}
+            other => return Ok(Some(other)),
+        }
+        if matches!(
+            message,
+            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
+        ) {
+            self.saw_piece_set = true;
+            self.stage = Stage::Established;
+        }
+        Ok(None)
+    }
+
     fn expect_piece_set(&self, message: &'static str, expected: bool) -> Result<(), PeerError> {
         if self.saw_piece_set {
             Err(PeerError::SecondBitfield)
@@ -513,10 +587,10 @@ impl PeerConn {
     }
 
     fn piece_in_range(&self, message: &'static str, index: u32) -> Result<PieceIndex, PeerError> {
-        let piece_count = self.setup.geometry.piece_count();
+        let piece_count = self.geometry_piece_count();
         self.setup
             .geometry
-            .piece(index)
+            .and_then(|g| g.piece(index))
             .ok_or(PeerError::PieceIndexOutOfRange {
                 message,
                 index,
@@ -548,8 +622,6 @@ impl PeerConn {
         length: u32,
     ) -> Result<(), PeerError> {
         let block = self
-            .setup
-            .geometry
             .checked_block(index, begin, length)
             .ok_or(PeerError::InvalidRequest {
                 index,
@@ -571,7 +643,7 @@ impl PeerConn {
 
     fn on_piece(&mut self, index: u32, begin: u32, data: Bytes) -> Result<(), PeerError> {
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let block = self.setup.geometry.checked_block(index, begin, len);
+        let block = self.checked_block(index, begin, len);
         if let Some(block) = block.filter(|b| self.our_requests.remove(b)) {
             self.stats.downloaded_payload += u64::from(len);
             self.events.push_back(PeerEvent::Block { block, data });
@@ -815,6 +887,14 @@ impl PeerConn {
     }
     pub fn peer_interested(&self) -> bool {
         self.peer_interested
+    }
+    /// Pieces the peer lets us request while it chokes us (BEP 6 `allowed fast`).
+    pub fn allowed_fast_for_us(&self) -> impl Iterator<Item = PieceIndex> + '_ {
+        self.allowed_fast_for_us.iter().copied()
+    }
+    /// Whether we told the peer it may request `piece` while choked.
+    pub fn is_allowed_fast_for_them(&self, piece: PieceIndex) -> bool {
+        self.allowed_fast_for_them.contains(&piece)
     }
     /// Whether a request for a block of `piece` would be sent now.
     pub fn can_request(&self, piece: PieceIndex) -> bool {

@@ -20,9 +20,10 @@ fn setup(our_pieces: Bitfield) -> PeerSetup {
     PeerSetup {
         info_hash: HASH,
         our_peer_id: PeerId([1; 20]),
-        geometry: geometry(),
+        geometry: Some(geometry()),
         our_pieces,
         extended_handshake: Some(Bytes::from_static(b"d1:md11:ut_metadatai1eee")),
+        reserved: Reserved::shoal(),
         config: PeerConfig::default(),
     }
 }
@@ -270,7 +271,8 @@ fn unrequested_blocks_are_counted_then_fatal() {
         data: Bytes::from(vec![0; 16384]),
     };
     for _ in 0..8 {
-        conn.handle_read(t0, &wire(std::slice::from_ref(&piece))).unwrap();
+        conn.handle_read(t0, &wire(std::slice::from_ref(&piece)))
+            .unwrap();
     }
     assert!(events(&mut conn).is_empty(), "never reported as a block");
     assert_eq!(

@@ -19,10 +19,15 @@
 //!
 //! A key named in `Output::Disconnect` is dead: later calls with it are ignored, and the runtime
 //! needs no `handle_peer_closed` for it.
+//!
+//! Extensions: the BEP 10 handshake, BEP 9 metadata serving and BEP 6 allowed fast live in
+//! `ext.rs`, BEP 11 peer exchange in `pex.rs`.
 
-mod addrs;
+pub(crate) mod addrs;
 mod choke;
+mod ext;
 mod peers;
+mod pex;
 mod pieces;
 mod types;
 
@@ -33,7 +38,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use shoal_proto::wire::Handshake;
+use shoal_proto::wire::{Handshake, Reserved};
 use shoal_proto::{Geometry, InfoHash, PeerId, PieceIndex};
 
 use crate::bitfield::Bitfield;
@@ -46,8 +51,8 @@ use crate::PeerKey;
 
 use addrs::AddressBook;
 pub use types::{
-    DisconnectReason, Output, PeerInfo, PeerSource, TorrentConfig, TorrentEvent, TorrentParams,
-    TorrentStats,
+    DisconnectReason, ExtensionConfig, ExtensionError, Output, PeerInfo, PeerSource, TorrentConfig,
+    TorrentEvent, TorrentParams, TorrentStats,
 };
 
 /// One connected (or handshaking) peer.
@@ -62,6 +67,8 @@ struct Peer {
     /// Our requests in flight, queue depth, time-outs, snubbing, download rate.
     pipeline: RequestPipeline,
     upload: RateEstimator,
+    /// BEP 10 state: the peer's extension ids, listen port, PEX and metadata bookkeeping.
+    ext: ext::PeerExtensions,
 }
 
 /// One torrent's engine. See the module documentation for the call order.
@@ -88,6 +95,12 @@ pub struct Torrent {
     complete_announced: bool,
     extended_handshake: Option<Bytes>,
     info_bytes: Option<Bytes>,
+    listen_port: Option<u16>,
+    private: bool,
+    /// When the next PEX round is due.
+    next_pex: Instant,
+    /// PEX messages ignored for arriving too soon.
+    pex_ignored: u64,
     wasted: u64,
     hash_failures: u32,
     /// Totals of peers that left (their `PeerConn` counters are gone).
@@ -107,6 +120,8 @@ impl Torrent {
             config,
             rng_seed,
             info_bytes,
+            listen_port,
+            private,
         } = params;
         let mut picker = Picker::new(geometry, config.picker);
         for index in have.iter_ones() {
@@ -136,6 +151,10 @@ impl Torrent {
             complete_announced,
             extended_handshake: None,
             info_bytes,
+            listen_port,
+            private,
+            next_pex: now + config.extensions.pex_interval,
+            pex_ignored: 0,
             wasted: 0,
             hash_failures: 0,
             downloaded_by_gone: 0,
@@ -166,7 +185,8 @@ impl Torrent {
         self.info_bytes.as_ref()
     }
 
-    /// Sets the BEP 10 extended handshake payload sent to peers that connect from now on.
+    /// Replaces the BEP 10 extended handshake payload sent to peers that connect from now on
+    /// (`None`, the default: the engine builds its own, see `ext.rs`). For tests.
     pub fn set_extended_handshake(&mut self, payload: Option<Bytes>) {
         self.extended_handshake = payload;
     }
@@ -189,7 +209,7 @@ impl Torrent {
         let key = self.new_key();
         self.addrs.connected(addr, key);
         let source = self.addrs.source(addr).unwrap_or(PeerSource::Manual);
-        let conn = PeerConn::outgoing(now, self.peer_setup());
+        let conn = PeerConn::outgoing(now, self.peer_setup(addr));
         let peer = self.new_peer(now, addr, source, true, conn);
         self.peers.insert(key, peer);
         if self.paused {
@@ -232,7 +252,7 @@ impl Torrent {
                 .push_back(Output::Disconnect { peer: key, reason });
             return key;
         }
-        match PeerConn::incoming(now, self.peer_setup(), theirs) {
+        match PeerConn::incoming(now, self.peer_setup(addr), theirs) {
             Ok(conn) => {
                 let peer = self.new_peer(now, addr, PeerSource::Incoming, false, conn);
                 self.peers.insert(key, peer);
@@ -304,6 +324,9 @@ impl Torrent {
         }
         self.expire_requests(now);
         self.choke_round_if_due(now);
+        if now >= self.next_pex {
+            self.pex_round(now);
+        }
         self.connect_more(now);
         self.fill_all(now);
         self.flush();
@@ -328,6 +351,9 @@ impl Torrent {
         }
         if self.can_connect_more() {
             earliest(self.addrs.next_retry());
+        }
+        if !self.private && !self.peers.is_empty() {
+            earliest(Some(self.next_pex));
         }
         next
     }
@@ -400,6 +426,7 @@ impl Torrent {
             connecting: self.addrs.connecting(),
             banned: self.addrs.banned(),
             hash_failures: self.hash_failures,
+            pex_ignored: self.pex_ignored,
             peers,
         }
     }
@@ -425,16 +452,23 @@ impl Torrent {
             conn,
             pipeline: RequestPipeline::new(now, self.config.pipeline),
             upload: RateEstimator::new(now, self.config.pipeline.rate_window),
+            ext: ext::PeerExtensions::new(now, self.metadata_allowance_cap()),
         }
     }
 
-    fn peer_setup(&self) -> PeerSetup {
+    fn peer_setup(&self, addr: SocketAddr) -> PeerSetup {
+        let mut reserved = Reserved::shoal();
+        if self.private {
+            let (byte, bit) = Reserved::DHT;
+            reserved.0[byte] &= !bit;
+        }
         PeerSetup {
             info_hash: self.info_hash,
             our_peer_id: self.our_peer_id,
-            geometry: self.geometry,
+            geometry: Some(self.geometry),
             our_pieces: self.picker.have().clone(),
-            extended_handshake: self.extended_handshake.clone(),
+            extended_handshake: Some(self.extended_handshake_for(addr)),
+            reserved,
             config: self.config.peer.clone(),
         }
     }
@@ -489,6 +523,7 @@ impl Peer {
             uploaded: stats.uploaded_payload,
             download_rate: self.pipeline.down_rate(now),
             upload_rate: self.upload.rate(now),
+            client: self.ext.client.clone(),
         }
     }
 }

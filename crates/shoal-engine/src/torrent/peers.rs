@@ -8,6 +8,7 @@ use bytes::Bytes;
 use shoal_proto::{BlockRef, PeerId};
 
 use super::{DisconnectReason, Output, Torrent, TorrentEvent};
+use crate::bitfield::Bitfield;
 use crate::disk::DiskRequest;
 use crate::peer::{PeerCommand, PeerEvent};
 use crate::picker::BlockOutcome;
@@ -50,9 +51,17 @@ impl Torrent {
                 }
                 self.picker.on_request_dropped(block, key);
             }
-            // Requests resume in `fill_requests`; the choker reacts at its next round.
-            PeerEvent::Choked | PeerEvent::Unchoked | PeerEvent::NotInterested => {}
-            // Hints and extension messages shoal does not act on yet.
+            PeerEvent::ExtendedHandshake(payload) => {
+                self.on_extended_handshake(now, key, &payload);
+            }
+            PeerEvent::Extended { id, payload } => self.on_extended(now, key, id, payload),
+            // Requests resume in `fill_requests` (allowed-fast pieces too); the choker reacts at
+            // its next round.
+            PeerEvent::Choked
+            | PeerEvent::Unchoked
+            | PeerEvent::NotInterested
+            | PeerEvent::AllowedFast(_) => {}
+            // `suggest` and the DHT port are not acted on (see `ext.rs`).
             _ => {}
         }
     }
@@ -91,6 +100,7 @@ impl Torrent {
                 addr,
                 peer_id,
             }));
+        self.offer_allowed_fast(now, key);
     }
 
     /// A peer wants our data: when an upload slot is free, run a choker round at once rather
@@ -155,16 +165,30 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if !peer.conn.is_established() || !peer.conn.am_interested() || peer.conn.peer_choking() {
+        if !peer.conn.is_established() || !peer.conn.am_interested() {
             return;
         }
+        // Choked, we may still ask for the pieces the peer allowed fast (BEP 6).
+        let choked_offer = if peer.conn.peer_choking() {
+            let mut offer = Bitfield::new(self.geometry.piece_count());
+            for piece in peer.conn.allowed_fast_for_us() {
+                if peer.conn.their_pieces().get(piece) {
+                    offer.set(piece);
+                }
+            }
+            if offer.has_none() {
+                return;
+            }
+            Some(offer)
+        } else {
+            None
+        };
         let room = peer.pipeline.room(now);
         if room == 0 {
             return;
         }
-        let blocks = self
-            .picker
-            .pick(peer.conn.their_pieces(), key, room, &mut self.rng);
+        let offer = choked_offer.as_ref().unwrap_or(peer.conn.their_pieces());
+        let blocks = self.picker.pick(offer, key, room, &mut self.rng);
         for block in blocks {
             peer.pipeline.on_request_sent(block, now);
             peer.conn.handle_command(now, PeerCommand::Request(block));

@@ -31,8 +31,9 @@ impl Torrent {
         match result {
             Ok(()) => self.hash_if_ready(piece),
             Err(failure) => {
-                // The block is lost: the whole piece is fetched again once the disk is back.
-                self.picker.on_piece_failed(piece);
+                // The block is lost: the whole piece is fetched again once the disk is back. The
+                // senders did nothing wrong, so they get no strike.
+                self.picker.on_piece_reset(piece);
                 self.disk_failed(now, failure);
             }
         }
@@ -63,7 +64,7 @@ impl Torrent {
             Ok(true) => self.piece_verified(now, piece),
             Ok(false) => self.piece_failed(now, piece),
             Err(failure) => {
-                self.picker.on_piece_failed(piece);
+                self.picker.on_piece_reset(piece);
                 self.disk_failed(now, failure);
             }
         }
@@ -75,6 +76,7 @@ impl Torrent {
         }
         self.outputs
             .push_back(Output::Event(TorrentEvent::PieceVerified(piece)));
+        self.offer_verified_allowed_fast(now, piece);
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for &key in &keys {
             if let Some(peer) = self.peers.get_mut(&key) {

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use shoal_proto::wire::ext_handshake::ExtHandshakeError;
+use shoal_proto::wire::ut_metadata::MetadataError;
+use shoal_proto::wire::ut_pex::PexError;
 use shoal_proto::{Geometry, InfoHash, PeerId, PieceIndex};
 
 use crate::bitfield::Bitfield;
@@ -35,6 +38,39 @@ pub struct TorrentConfig {
     pub picker: PickerConfig,
     pub pipeline: PipelineConfig,
     pub choker: ChokerConfig,
+    /// BEP 6 / 9 / 10 / 11 tunables.
+    pub extensions: ExtensionConfig,
+}
+
+/// Tunables of the extensions (allowed fast, metadata serving, PEX).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionConfig {
+    /// BEP 6: size of the allowed-fast set offered to each IPv4 peer that speaks fast. 0 offers
+    /// none. Default 10.
+    pub allowed_fast_count: u32,
+    /// BEP 11: time between our `ut_pex` messages to one peer. Default 60 s (BEP 11: at most
+    /// once a minute).
+    pub pex_interval: Duration,
+    /// BEP 11: a peer's `ut_pex` message arriving sooner than this after its previous one is
+    /// ignored (flood protection; honest peers send once a minute). Default 45 s.
+    pub pex_min_receive_interval: Duration,
+    /// BEP 9: metadata pieces one peer may fetch at once beyond a full copy of the metadata;
+    /// after that it gets one piece per [`ExtensionConfig::metadata_refill`]. Default 4.
+    pub metadata_burst_extra: u32,
+    /// BEP 9: time to earn one more metadata piece once a peer spent its burst. Default 1 s.
+    pub metadata_refill: Duration,
+}
+
+impl Default for ExtensionConfig {
+    fn default() -> Self {
+        ExtensionConfig {
+            allowed_fast_count: 10,
+            pex_interval: Duration::from_secs(60),
+            pex_min_receive_interval: Duration::from_secs(45),
+            metadata_burst_extra: 4,
+            metadata_refill: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Default for TorrentConfig {
@@ -49,6 +85,7 @@ impl Default for TorrentConfig {
             picker: PickerConfig::default(),
             pipeline: PipelineConfig::default(),
             choker: ChokerConfig::default(),
+            extensions: ExtensionConfig::default(),
         }
     }
 }
@@ -68,6 +105,12 @@ pub struct TorrentParams {
     pub rng_seed: u64,
     /// The raw `info` dictionary, to serve BEP 9 metadata requests; `None` to not serve it.
     pub info_bytes: Option<Bytes>,
+    /// The port we accept peer connections on, announced in our BEP 10 handshake (`p`).
+    pub listen_port: Option<u16>,
+    /// BEP 27 private torrent: no PEX sent or received, no DHT bit in our handshake, and its
+    /// metadata is never served over BEP 9 (whoever may download it got the `.torrent` from the
+    /// tracker's site).
+    pub private: bool,
 }
 
 /// Where a peer address came from.
@@ -119,6 +162,20 @@ pub enum DisconnectReason {
     BothSeeds,
     #[error("torrent paused")]
     Paused,
+    #[error("bad extension message: {0}")]
+    Extension(#[from] ExtensionError),
+}
+
+/// A BEP 10 extension message a peer got wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtensionError {
+    #[error("extended handshake: {0}")]
+    Handshake(#[from] ExtHandshakeError),
+    #[error("ut_metadata: {0}")]
+    Metadata(#[from] MetadataError),
+    #[error("ut_pex: {0}")]
+    Pex(#[from] PexError),
 }
 
 /// What the user should hear about.
@@ -172,6 +229,8 @@ pub struct PeerInfo {
     pub uploaded: u64,
     pub download_rate: u64,
     pub upload_rate: u64,
+    /// The client name from the peer's extended handshake (`v`).
+    pub client: Option<String>,
 }
 
 /// The torrent's figures.
@@ -192,5 +251,7 @@ pub struct TorrentStats {
     pub connecting: usize,
     pub banned: usize,
     pub hash_failures: u32,
+    /// BEP 11 messages ignored for arriving sooner than the minimum gap.
+    pub pex_ignored: u64,
     pub peers: Vec<PeerInfo>,
 }

@@ -9,8 +9,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Result;
 use support::*;
@@ -194,23 +193,8 @@ fn libtorrent_peers_meet_through_opentracker_udp() -> Result<()> {
     through_opentracker(true)
 }
 
-/// A raw HTTP announce for `infohash` (hex) to `tracker`; returns the reply. (No `stopped`
-/// event: opentracker answers those without checking its whitelist.)
 fn announce(tracker: SocketAddr, infohash: &str) -> Result<String> {
-    let escaped: String = infohash
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| format!("%{}", String::from_utf8_lossy(pair)))
-        .collect();
-    let mut stream = TcpStream::connect(tracker)?;
-    write!(
-        stream,
-        "GET /announce?info_hash={escaped}&peer_id=-XX0000-000000000000&port=6999&uploaded=0\
-         &downloaded=0&left=0&compact=1 HTTP/1.0\r\nHost: {tracker}\r\n\r\n"
-    )?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    Ok(reply)
+    support::trackers::http_announce(tracker, infohash, 6999, None)
 }
 
 /// opentracker refuses hashes not on its whitelist and accepts one added by `allow` (SIGHUP).

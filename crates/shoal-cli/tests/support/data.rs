@@ -15,8 +15,8 @@ use std::sync::Mutex;
 
 use anyhow::{bail, ensure, Context, Result};
 
-/// A fresh folder under the system temp dir, removed on drop unless the test is panicking (then
-/// its path is printed) or `SHOAL_KEEP_INTEROP=1`. Made world-readable and traversable, because
+/// A fresh folder under the system temp dir, removed on drop unless the test failed (then its
+/// path is printed; see [`super::test_failed`]) or `SHOAL_KEEP_INTEROP=1`. Made world-readable and traversable, because
 /// opentracker and qBittorrent drop privileges or run as other users in some setups.
 #[derive(Debug)]
 pub struct WorkDir {
@@ -52,7 +52,7 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let keep = std::env::var("SHOAL_KEEP_INTEROP").is_ok_and(|v| v == "1");
-        if std::thread::panicking() || keep {
+        if super::test_failed() || keep {
             eprintln!("interop work folder kept: {}", self.path.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
@@ -213,6 +213,10 @@ fn collect_files(root: &Path, at: &Path, out: &mut Vec<(String, PathBuf)>) -> Re
 /// Fails unless `actual` holds exactly the files of `expected` (same relative paths, sizes and
 /// SHA-256), naming every difference.
 pub fn assert_same_tree(expected: &Path, actual: &Path) -> Result<()> {
+    super::track(compare_trees(expected, actual))
+}
+
+fn compare_trees(expected: &Path, actual: &Path) -> Result<()> {
     let want = tree_digest(expected)?;
     let got = tree_digest(actual)?;
     let mut problems = Vec::new();

@@ -19,7 +19,9 @@
 //! Guarantees: every process started here is killed when its owner drops (seeders, leechers,
 //! trackers, then the namespace they ran in); every failure message carries the tail of the logs
 //! of the processes involved; a missing tool fails the test with its name unless
-//! `SHOAL_SKIP_INTEROP=1` (see [`require_tool`]). Set `SHOAL_KEEP_INTEROP=1` to keep work folders.
+//! `SHOAL_SKIP_INTEROP=1` (see [`require_tool`]). When a test fails (panics, or the harness
+//! returned an error), every client dropped afterwards prints its logs and work folders are kept;
+//! set `SHOAL_KEEP_INTEROP=1` to keep them always.
 //!
 //! Layout: [`process`] (child processes with log files), [`data`] (data sets, torrents, tree
 //! comparison, ports), [`netns`], [`trackers`], [`clients`] (the four reference clients).
@@ -53,6 +55,30 @@ pub fn interop_dir() -> std::path::PathBuf {
 /// The path of one helper script in [`interop_dir`].
 pub fn script(name: &str) -> String {
     interop_dir().join(name).to_string_lossy().into_owned()
+}
+
+thread_local! {
+    static FAILED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current test as failing, so that clients and work folders dropped afterwards
+/// print their logs and keep their files, as they do when the test panics. The harness calls
+/// it whenever it returns an error (tests that end with `?` never panic).
+pub fn mark_failed() {
+    FAILED.with(|f| f.set(true));
+}
+
+/// True once the current test panicked or the harness returned an error on this thread.
+pub fn test_failed() -> bool {
+    std::thread::panicking() || FAILED.with(|f| f.get())
+}
+
+/// Marks the test failed (see [`mark_failed`]) when `result` is an error; returns it unchanged.
+pub fn track<T>(result: anyhow::Result<T>) -> anyhow::Result<T> {
+    if result.is_err() {
+        mark_failed();
+    }
+    result
 }
 
 /// True when the test may skip because `SHOAL_SKIP_INTEROP=1`.

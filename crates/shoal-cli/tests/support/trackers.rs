@@ -4,7 +4,9 @@
 //! 45 minutes, chroots to its `-d` folder and drops to `nobody`. So each test gets its own
 //! instance on a free port (TCP and UDP on the same number), its own world-readable chroot
 //! folder, and a whitelist file there holding the test's infohashes; [`OpenTracker::allow`]
-//! appends one and sends SIGHUP, which makes opentracker reload the file.
+//! appends one and sends SIGHUP, which makes opentracker reload the file. opentracker accepts
+//! connections before it has read its whitelist, so start and allow both wait until a probe
+//! announce is accepted.
 //!
 //! [`PeerListTracker`] (`tests/interop/peer_tracker.py`) answers every announce with the peers
 //! it was started with plus earlier announcers: the way to hand peers to clients that cannot be
@@ -71,12 +73,43 @@ impl OpenTracker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(OpenTracker {
+        let tracker = OpenTracker {
             proc,
             addr,
             whitelist,
             _work: work,
-        })
+        };
+        // It accepts connections before it has read the whitelist.
+        if let Some(first) = infohashes.first() {
+            tracker.wait_allowed(first)?;
+        }
+        Ok(tracker)
+    }
+
+    /// True when opentracker answers an announce for `infohash` instead of refusing it. The
+    /// probe announces a fake peer (port 1) and withdraws it at once with `event=stopped`
+    /// (which opentracker answers without consulting the whitelist).
+    pub fn is_allowed(&self, infohash: &str) -> Result<bool> {
+        let reply = http_announce(self.addr, infohash, 1, None)?;
+        let allowed = !reply.contains("not authorized");
+        if allowed {
+            http_announce(self.addr, infohash, 1, Some("stopped"))?;
+        }
+        Ok(allowed)
+    }
+
+    fn wait_allowed(&self, infohash: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.is_allowed(infohash)? {
+            if Instant::now() > deadline {
+                bail!(
+                    "opentracker never allowed {infohash}\n{}",
+                    self.proc.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// `http://127.0.0.1:PORT/announce`.
@@ -94,8 +127,8 @@ impl OpenTracker {
         self.addr
     }
 
-    /// Adds `infohash` to the whitelist and makes opentracker reload it (SIGHUP). The reload is
-    /// asynchronous: this waits 300 ms, which is plenty on an idle tracker.
+    /// Adds `infohash` to the whitelist and makes opentracker reload it (SIGHUP); returns once
+    /// opentracker accepts announces for it (the reload is asynchronous).
     pub fn allow(&self, infohash: &str) -> Result<()> {
         use std::io::Write;
         let mut file = std::fs::OpenOptions::new()
@@ -109,14 +142,42 @@ impl OpenTracker {
         if !status.success() {
             bail!("kill -HUP opentracker failed\n{}", self.proc.log_tail());
         }
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(())
+        self.wait_allowed(infohash)
     }
 
     /// The tracker's log tail, for failure messages.
     pub fn log_tail(&self) -> String {
         self.proc.log_tail()
     }
+}
+
+/// One raw HTTP announce for `infohash` (40 hex digits) from peer port `port` to the tracker at
+/// `tracker`; returns the whole reply (status line, headers, bencoded body).
+pub fn http_announce(
+    tracker: SocketAddr,
+    infohash: &str,
+    port: u16,
+    event: Option<&str>,
+) -> Result<String> {
+    use std::io::{Read, Write};
+    let hash = checked_hash(infohash)?;
+    let escaped: String = hash
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| format!("%{}", String::from_utf8_lossy(pair)))
+        .collect();
+    let event = event.map(|e| format!("&event={e}")).unwrap_or_default();
+    let mut stream = std::net::TcpStream::connect_timeout(&tracker, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET /announce?info_hash={escaped}&peer_id=-SH0000-harnessprobe&port={port}\
+         &uploaded=0&downloaded=0&left=0&numwant=0&compact=1{event} HTTP/1.0\r\n\
+         Host: {tracker}\r\n\r\n"
+    )?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
 }
 
 fn checked_hash(hash: &str) -> Result<String> {

@@ -16,8 +16,10 @@
 //!   those peers must not be at 127.0.0.0/8: run it in a [`Netns`].
 //! - qBittorrent: `qbittorrent-nox --profile` with a generated config, driven by its Web API
 //!   with curl (`torrents/add`, `torrents/addPeers`, `torrents/info`).
+//! - shoal: the binary under test, `shoal seed` / `shoal download` (see `shoal.rs`).
 
 mod qbittorrent;
+mod shoal;
 mod transmission;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -42,6 +44,9 @@ pub enum Kind {
     Aria2,
     /// qbittorrent-nox 4.5.2 driven by its Web API.
     Qbittorrent,
+    /// shoal itself (`shoal seed` / `shoal download`), to pair with the others. Not in
+    /// [`Kind::ALL`].
+    Shoal,
 }
 
 impl Kind {
@@ -60,6 +65,7 @@ impl Kind {
             Kind::Transmission => "transmission",
             Kind::Aria2 => "aria2",
             Kind::Qbittorrent => "qbittorrent",
+            Kind::Shoal => "shoal",
         }
     }
 
@@ -75,6 +81,8 @@ impl Kind {
             Kind::Qbittorrent => {
                 super::require_tool("qbittorrent-nox") && super::require_tool("curl")
             }
+            // Cargo builds it for shoal-cli's tests; elsewhere starting it fails with a message.
+            Kind::Shoal => true,
         }
     }
 }
@@ -212,6 +220,7 @@ impl RefClient {
             Kind::Aria2 => ctx.aria2(&mut client),
             Kind::Transmission => transmission::start(&ctx, &mut client),
             Kind::Qbittorrent => qbittorrent::start(&ctx, &mut client),
+            Kind::Shoal => shoal::start(&ctx, &mut client),
         };
         started.map_err(|e| {
             anyhow::anyhow!("{} {role_name}: {e:#}\n{}", self.kind.name(), client.logs())
@@ -290,7 +299,7 @@ impl Start<'_> {
         }
         cmd.arg(self.torrent);
         c.spawn("aria2c", cmd)?;
-        c.control = Control::Aria2;
+        c.control = Control::ExitsWhenComplete;
         if c.role == Role::Seed {
             c.wait_listening(self.client.ready_timeout)?;
         }
@@ -301,15 +310,19 @@ impl Start<'_> {
 /// How a running client is asked about its progress.
 #[derive(Debug)]
 enum Control {
+    /// lt.py: exits 0 after a `done` JSON line.
     Libtorrent,
-    Aria2,
-    Transmission { rpc: SocketAddr },
+    /// Exits 0 once complete (aria2c with `--seed-time=0`, `shoal download`).
+    ExitsWhenComplete,
+    Transmission {
+        rpc: SocketAddr,
+    },
     Qbittorrent(qbittorrent::Api),
 }
 
 /// A started reference client. Dropping it kills the client and its helpers (and deletes its
-/// network namespace if this was the last user); if the test is panicking, their logs are
-/// printed first and the work folder is kept.
+/// network namespace if this was the last user); if the test failed, their logs are printed
+/// first and the work folder is kept.
 #[derive(Debug)]
 pub struct RunningClient {
     kind: Kind,
@@ -357,21 +370,21 @@ impl RunningClient {
         ensure!(self.role == Role::Leech, "wait_complete is for leechers");
         let result = match self.control {
             Control::Libtorrent => self.wait_libtorrent(timeout),
-            Control::Aria2 => self
+            Control::ExitsWhenComplete => self
                 .wait_exit_ok(timeout)
                 .and_then(|()| self.disk_summary()),
             Control::Transmission { .. } | Control::Qbittorrent(_) => {
                 self.poll_until_complete(timeout)
             }
         };
-        result.map_err(|e| {
+        super::track(result.map_err(|e| {
             anyhow::anyhow!(
                 "{} leech into {}: {e:#}\n{}",
                 self.kind.name(),
                 self.dir.display(),
                 self.logs()
             )
-        })
+        }))
     }
 
     fn wait_libtorrent(&mut self, timeout: Duration) -> Result<Summary> {
@@ -475,7 +488,7 @@ impl RunningClient {
 
 impl Drop for RunningClient {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if super::test_failed() {
             eprintln!(
                 "{} {:?} on {} (work folder {}):\n{}",
                 self.kind.name(),

@@ -81,6 +81,14 @@ pub fn track<T>(result: anyhow::Result<T>) -> anyhow::Result<T> {
     result
 }
 
+/// For tests of failure paths: returns the error `result` must hold (panicking if it is `Ok`) and
+/// clears the failure mark the harness set when it produced that error.
+pub fn expected_error<T: std::fmt::Debug>(result: anyhow::Result<T>) -> anyhow::Error {
+    let err = result.expect_err("expected the harness to return an error");
+    FAILED.with(|f| f.set(false));
+    err
+}
+
 /// True when the test may skip because `SHOAL_SKIP_INTEROP=1`.
 pub fn skip_allowed() -> bool {
     std::env::var("SHOAL_SKIP_INTEROP").is_ok_and(|v| v == "1")

@@ -193,6 +193,9 @@ impl RefClient {
         addr: SocketAddr,
         peers: &[SocketAddr],
     ) -> Result<RunningClient> {
+        if self.kind == Kind::Transmission && role == Role::Leech {
+            super::track(transmission::check_leech_peers(peers))?;
+        }
         let torrent = std::fs::canonicalize(torrent)
             .with_context(|| format!("torrent {}", torrent.display()))?;
         std::fs::create_dir_all(dir)?;

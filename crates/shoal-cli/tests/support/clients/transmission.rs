@@ -16,15 +16,18 @@ use super::super::data::free_port;
 use super::super::netns::{command_in, Netns};
 use super::{Control, Role, RunningClient, Start};
 
-pub(super) fn start(ctx: &Start<'_>, c: &mut RunningClient) -> Result<()> {
-    if c.role == Role::Leech {
-        if let Some(bad) = ctx.peers.iter().find(|p| p.ip().is_loopback()) {
-            bail!(
-                "Transmission never dials tracker peers at 127.0.0.0/8 (got {bad}): run the \
-                 seeder and Transmission in a Netns and use its 10.99.0.x addresses"
-            );
-        }
+/// Transmission never dials tracker peers at 127.0.0.0/8: refuse them up front with a hint.
+pub(super) fn check_leech_peers(peers: &[SocketAddr]) -> Result<()> {
+    if let Some(bad) = peers.iter().find(|p| p.ip().is_loopback()) {
+        bail!(
+            "Transmission never dials tracker peers at 127.0.0.0/8 (got {bad}): run the \
+             seeder and Transmission in a Netns and use its 10.99.0.x addresses"
+        );
     }
+    Ok(())
+}
+
+pub(super) fn start(ctx: &Start<'_>, c: &mut RunningClient) -> Result<()> {
     let rpc = SocketAddr::new(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         free_port(Ipv4Addr::LOCALHOST),

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod peer;
 pub mod torrent;
 pub mod disk;
+pub mod metadata;
 
 /// A peer connection's identity inside one torrent engine. Keys are never reused within an engine.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]

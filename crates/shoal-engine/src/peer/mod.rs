@@ -919,4 +919,6 @@ impl PeerConn {
 }
 
 #[cfg(test)]
+pub(crate) mod script;
+#[cfg(test)]
 mod tests;

@@ -167,6 +167,16 @@ impl AddressBook {
         self.entries.get(&addr).map(|e| e.source)
     }
 
+    /// Every known address, in order.
+    pub(crate) fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.entries.keys().copied()
+    }
+
+    /// Every banned address, in order.
+    pub(crate) fn banned_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.banned_addrs.iter().copied()
+    }
+
     pub(crate) fn connecting(&self) -> usize {
         self.connecting
     }

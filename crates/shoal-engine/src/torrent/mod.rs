@@ -527,3 +527,6 @@ impl Peer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,403 @@
+//! Extension tests of the torrent engine, with a scripted peer and explicit `now`: the BEP 10
+//! handshake exchange, BEP 9 metadata serving, BEP 11 PEX input and BEP 6 allowed fast.
+#![allow(clippy::disallowed_methods)] // a base instant for the virtual clock
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use shoal_proto::wire::ext_handshake::{ExtendedHandshake, OUR_UT_METADATA_ID, OUR_UT_PEX_ID};
+use shoal_proto::wire::ut_metadata::MetadataMessage;
+use shoal_proto::wire::ut_pex::{PexFlags, PexMessage, PexPeer};
+use shoal_proto::wire::{Handshake, Message, Reserved};
+use shoal_proto::{Geometry, InfoHash, PeerId};
+
+use super::*;
+use crate::peer::script::{encode, Remote};
+
+const HASH: InfoHash = InfoHash([9; 20]);
+/// The peer's id for ut_metadata (different from ours, to see which one is used).
+const THEIR_METADATA_ID: u8 = 7;
+const THEIR_PEX_ID: u8 = 5;
+
+fn peer_addr() -> SocketAddr {
+    "10.1.2.3:51413".parse().unwrap()
+}
+
+/// 40 pieces of 32 KiB, and 20,000 bytes of "metadata" (two BEP 9 pieces).
+fn params(seed: bool, private: bool, info_len: Option<usize>) -> TorrentParams {
+    let geometry = Geometry::new(40 * 32768, 32768).unwrap();
+    let have = if seed {
+        Bitfield::full(40)
+    } else {
+        Bitfield::new(40)
+    };
+    TorrentParams {
+        info_hash: HASH,
+        our_peer_id: PeerId([1; 20]),
+        geometry,
+        have,
+        piece_priorities: Vec::new(),
+        config: TorrentConfig::default(),
+        rng_seed: 1,
+        info_bytes: info_len.map(|n| Bytes::from((0..n).map(|i| i as u8).collect::<Vec<u8>>())),
+        listen_port: Some(6881),
+        private,
+    }
+}
+
+struct Harness {
+    torrent: Torrent,
+    key: PeerKey,
+    remote: Remote,
+    other: Vec<Output>,
+    now: Instant,
+}
+
+impl Harness {
+    /// A peer connects to us with `reserved` and sends its extended handshake `theirs`.
+    fn connect(
+        params: TorrentParams,
+        reserved: Reserved,
+        theirs: Option<ExtendedHandshake>,
+    ) -> Self {
+        let now = Instant::now();
+        let mut torrent = Torrent::new(params, now);
+        let handshake = Handshake {
+            reserved,
+            info_hash: HASH,
+            peer_id: PeerId([2; 20]),
+        };
+        let key = torrent.handle_incoming(now, peer_addr(), handshake);
+        let mut h = Harness {
+            torrent,
+            key,
+            remote: Remote::new(),
+            other: Vec::new(),
+            now,
+        };
+        h.pump();
+        if let Some(theirs) = theirs {
+            h.send(&[Message::Extended {
+                id: 0,
+                payload: theirs.encode().into(),
+            }]);
+        }
+        h
+    }
+
+    fn pump(&mut self) {
+        while let Some(out) = self.torrent.poll_output() {
+            match out {
+                Output::Transmit { peer, data } if peer == self.key => self.remote.absorb(&data),
+                other => self.other.push(other),
+            }
+        }
+    }
+
+    fn send(&mut self, messages: &[Message]) {
+        self.torrent
+            .handle_peer_data(self.now, self.key, &encode(messages));
+        self.pump();
+    }
+
+    fn ask_metadata(&mut self, piece: u32) -> Vec<MetadataMessage> {
+        let payload = MetadataMessage::Request { piece }.encode();
+        self.send(&[Message::Extended {
+            id: OUR_UT_METADATA_ID,
+            payload: payload.into(),
+        }]);
+        self.metadata_replies()
+    }
+
+    fn metadata_replies(&mut self) -> Vec<MetadataMessage> {
+        self.remote
+            .take()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Extended { id, payload } if id != 0 => {
+                    assert_eq!(id, THEIR_METADATA_ID, "answers use the peer's id");
+                    Some(MetadataMessage::decode(payload).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn disconnect_reason(&self) -> Option<&DisconnectReason> {
+        self.other.iter().find_map(|o| match o {
+            Output::Disconnect { peer, reason } if *peer == self.key => Some(reason),
+            _ => None,
+        })
+    }
+}
+
+fn full_reserved() -> Reserved {
+    Reserved::shoal()
+}
+
+fn their_handshake() -> ExtendedHandshake {
+    ExtendedHandshake {
+        extensions: [
+            ("ut_metadata".to_owned(), THEIR_METADATA_ID),
+            ("ut_pex".to_owned(), THEIR_PEX_ID),
+        ]
+        .into(),
+        listen_port: Some(7000),
+        client: Some("Other 1.0".to_owned()),
+        request_queue_len: Some(2),
+        ..Default::default()
+    }
+}
+
+fn our_extended_handshake(remote: &Remote) -> ExtendedHandshake {
+    let payload = remote
+        .received
+        .iter()
+        .find_map(|m| match m {
+            Message::Extended { id: 0, payload } => Some(payload.clone()),
+            _ => None,
+        })
+        .expect("an extended handshake was sent");
+    ExtendedHandshake::decode(&payload).unwrap()
+}
+
+#[test]
+fn extended_handshakes_are_exchanged_and_theirs_is_used() {
+    let mut h = Harness::connect(params(false, false, Some(20_000)), full_reserved(), None);
+    let ours = our_extended_handshake(&h.remote);
+    assert_eq!(ours.ut_metadata_id(), Some(OUR_UT_METADATA_ID));
+    assert_eq!(ours.ut_pex_id(), Some(OUR_UT_PEX_ID));
+    assert_eq!(ours.listen_port, Some(6881));
+    assert_eq!(ours.client.as_deref(), Some("shoal 0.1.0"));
+    assert_eq!(ours.request_queue_len, Some(250));
+    assert_eq!(ours.metadata_size, Some(20_000));
+    assert_eq!(ours.your_ip, Some(peer_addr().ip()));
+
+    h.send(&[Message::Extended {
+        id: 0,
+        payload: their_handshake().encode().into(),
+    }]);
+    let stats = h.torrent.stats(h.now);
+    assert_eq!(stats.peers[0].client.as_deref(), Some("Other 1.0"));
+    // Their reqq of 2 caps what we ask of them at once.
+    h.send(&[Message::HaveAll, Message::Unchoke]);
+    let requests = h
+        .remote
+        .take()
+        .into_iter()
+        .filter(|m| matches!(m, Message::Request { .. }))
+        .count();
+    assert_eq!(requests, 2, "the peer's reqq bounds our pipeline");
+}
+
+#[test]
+fn no_extended_handshake_to_a_peer_without_bep_10() {
+    let h = Harness::connect(params(true, false, Some(100)), Reserved::default(), None);
+    assert!(h
+        .remote
+        .received
+        .iter()
+        .all(|m| !matches!(m, Message::Extended { .. })));
+}
+
+#[test]
+fn a_garbled_extended_handshake_drops_the_peer() {
+    let mut h = Harness::connect(params(true, false, None), full_reserved(), None);
+    h.send(&[Message::Extended {
+        id: 0,
+        payload: Bytes::from_static(b"le"),
+    }]);
+    assert!(matches!(
+        h.disconnect_reason(),
+        Some(DisconnectReason::Extension(ExtensionError::Handshake(_)))
+    ));
+}
+
+#[test]
+fn metadata_pieces_are_served_and_bad_requests_rejected() {
+    let mut params = params(true, false, Some(20_000));
+    params.config.extensions.metadata_burst_extra = 1;
+    let info = params.info_bytes.clone().unwrap();
+    let mut h = Harness::connect(params, full_reserved(), Some(their_handshake()));
+    assert_eq!(
+        h.ask_metadata(1),
+        vec![MetadataMessage::Data {
+            piece: 1,
+            total_size: 20_000,
+            data: info.slice(16384..),
+        }]
+    );
+    assert_eq!(
+        h.ask_metadata(2),
+        vec![MetadataMessage::Reject { piece: 2 }],
+        "a piece past the end is rejected"
+    );
+    // The allowance: two pieces (a full copy) plus one extra, then one per second.
+    assert!(matches!(h.ask_metadata(0)[0], MetadataMessage::Data { .. }));
+    assert!(matches!(h.ask_metadata(0)[0], MetadataMessage::Data { .. }));
+    assert_eq!(
+        h.ask_metadata(0),
+        vec![MetadataMessage::Reject { piece: 0 }]
+    );
+    h.now += Duration::from_secs(1);
+    assert!(matches!(h.ask_metadata(0)[0], MetadataMessage::Data { .. }));
+    assert!(h.disconnect_reason().is_none());
+}
+
+#[test]
+fn metadata_is_not_served_without_info_bytes_or_for_a_private_torrent() {
+    for (private, info) in [(false, None), (true, Some(20_000))] {
+        let mut h = Harness::connect(params(true, private, info), full_reserved(), None);
+        let ours = our_extended_handshake(&h.remote);
+        assert_eq!(ours.metadata_size, None);
+        if private {
+            assert_eq!(ours.ut_metadata_id(), None);
+            assert_eq!(ours.ut_pex_id(), None);
+            let dht = h.remote.handshake.unwrap().reserved.has(Reserved::DHT);
+            assert!(!dht, "no DHT bit for a private torrent");
+        }
+        h.send(&[Message::Extended {
+            id: 0,
+            payload: their_handshake().encode().into(),
+        }]);
+        assert_eq!(
+            h.ask_metadata(0),
+            vec![MetadataMessage::Reject { piece: 0 }]
+        );
+    }
+}
+
+#[test]
+fn a_malformed_metadata_message_drops_the_peer() {
+    let mut h = Harness::connect(params(true, false, Some(100)), full_reserved(), None);
+    h.send(&[Message::Extended {
+        id: OUR_UT_METADATA_ID,
+        payload: Bytes::from_static(b"d8:msg_typei0ee"),
+    }]);
+    assert!(matches!(
+        h.disconnect_reason(),
+        Some(DisconnectReason::Extension(ExtensionError::Metadata(_)))
+    ));
+}
+
+fn pex_with(ports: std::ops::Range<u16>) -> Message {
+    let added = ports
+        .map(|port| PexPeer {
+            addr: SocketAddr::from(([10, 9, 9, 9], port)),
+            flags: PexFlags::default(),
+        })
+        .collect();
+    let payload = PexMessage {
+        added,
+        dropped: Vec::new(),
+    }
+    .encode();
+    Message::Extended {
+        id: OUR_UT_PEX_ID,
+        payload: payload.into(),
+    }
+}
+
+#[test]
+fn pex_addresses_are_learnt_at_most_every_45_seconds() {
+    let mut h = Harness::connect(
+        params(false, false, None),
+        full_reserved(),
+        Some(their_handshake()),
+    );
+    h.send(&[pex_with(1000..1003)]);
+    let connects = |h: &Harness| {
+        h.other
+            .iter()
+            .filter(|o| matches!(o, Output::Connect(_)))
+            .count()
+    };
+    assert_eq!(connects(&h), 3);
+    h.now += Duration::from_secs(10);
+    h.send(&[pex_with(2000..2003)]);
+    assert_eq!(connects(&h), 3, "a second message within 45 s is ignored");
+    assert_eq!(h.torrent.stats(h.now).pex_ignored, 1);
+    h.now += Duration::from_secs(45);
+    h.send(&[pex_with(2000..2002)]);
+    assert_eq!(connects(&h), 5);
+}
+
+#[test]
+fn a_private_torrent_ignores_pex() {
+    let mut h = Harness::connect(
+        params(false, true, None),
+        full_reserved(),
+        Some(their_handshake()),
+    );
+    h.send(&[pex_with(1000..1003)]);
+    assert!(!h.other.iter().any(|o| matches!(o, Output::Connect(_))));
+    assert_eq!(h.torrent.stats(h.now).known_addresses, 0);
+}
+
+#[test]
+fn allowed_fast_pieces_are_offered_to_a_fast_peer_and_served_while_choked() {
+    let mut h = Harness::connect(params(true, false, None), full_reserved(), None);
+    let offered: Vec<u32> = h
+        .remote
+        .take()
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::AllowedFast { index } => Some(index),
+            _ => None,
+        })
+        .collect();
+    let std::net::IpAddr::V4(ip) = peer_addr().ip() else {
+        unreachable!()
+    };
+    let expected = shoal_proto::wire::allowed_fast::allowed_fast_set(ip, HASH, 40, 10);
+    assert_eq!(offered, expected);
+    // Choked, the peer may fetch an allowed piece but not another.
+    let allowed = expected[0];
+    let other = (0..40).find(|i| !expected.contains(i)).unwrap();
+    h.send(&[
+        Message::HaveNone,
+        Message::Request {
+            index: allowed,
+            begin: 0,
+            length: 16384,
+        },
+        Message::Request {
+            index: other,
+            begin: 0,
+            length: 16384,
+        },
+    ]);
+    let reads: Vec<u32> = h
+        .other
+        .iter()
+        .filter_map(|o| match o {
+            Output::Disk(crate::disk::DiskRequest::Read { block, .. }) => Some(block.piece().get()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads, vec![allowed]);
+    assert!(h.remote.take().contains(&Message::Reject {
+        index: other,
+        begin: 0,
+        length: 16384
+    }));
+}
+
+#[test]
+fn a_choked_leecher_requests_the_pieces_the_peer_allowed_fast() {
+    let mut h = Harness::connect(params(false, false, None), full_reserved(), None);
+    h.remote.take();
+    h.send(&[Message::HaveAll, Message::AllowedFast { index: 17 }]);
+    let requested: Vec<u32> = h
+        .remote
+        .take()
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request { index, .. } => Some(index),
+            _ => None,
+        })
+        .collect();
+    assert!(!requested.is_empty(), "nothing requested while choked");
+    assert!(requested.iter().all(|&i| i == 17), "{requested:?}");
+}

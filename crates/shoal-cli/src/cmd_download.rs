@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal::api::{AddTorrent, TorrentState, TorrentStatus};
+use shoal::dht::DhtConfig;
 use shoal::session::{Session, SessionConfig, TorrentHandle};
 
 /// The port shoal listens on when `--listen` is not given (the classic BitTorrent port). If it
@@ -25,18 +26,11 @@ pub struct DownloadArgs {
     /// Folder that receives the torrent's file or top folder.
     #[arg(short = 'o', long = "output", default_value = ".")]
     pub output: PathBuf,
-    /// A peer to connect to (repeatable).
-    #[arg(long = "peer", value_name = "IP:PORT")]
-    pub peers: Vec<SocketAddr>,
-    /// Address peers connect to [default: 0.0.0.0:6881, or a free port if taken].
-    #[arg(long, value_name = "IP:PORT")]
-    pub listen: Option<SocketAddr>,
     /// Keep seeding after the download completes, until Ctrl-C.
     #[arg(long)]
     pub seed: bool,
-    /// Folder for resume files [default: $XDG_DATA_HOME/shoal or ~/.local/share/shoal].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub peer: PeerOptions,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +39,13 @@ pub struct SeedArgs {
     pub torrent: PathBuf,
     /// Folder that holds the torrent's file or top folder.
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub peer: PeerOptions,
+}
+
+/// How the session meets peers; shared by `download` and `seed`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PeerOptions {
     /// A peer to connect to (repeatable).
     #[arg(long = "peer", value_name = "IP:PORT")]
     pub peers: Vec<SocketAddr>,
@@ -54,11 +55,17 @@ pub struct SeedArgs {
     /// Folder for resume files [default: $XDG_DATA_HOME/shoal or ~/.local/share/shoal].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Do not use the Mainline DHT (private torrents never use it anyway).
+    #[arg(long)]
+    pub no_dht: bool,
+    /// Bootstrap the DHT from this node instead of the public routers (repeatable).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_dht")]
+    pub dht_bootstrap: Vec<String>,
 }
 
 pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let (session, handle) = start(&args.torrent, &args.output, args.peers, args.listen, args.state_dir).await?;
+        let (session, handle) = start(&args.torrent, &args.output, args.peer).await?;
         let started = Instant::now();
         let done = tokio::select! {
             status = watch_progress(&handle, true) => Some(status),
@@ -82,7 +89,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
 pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (session, handle) =
-            start(&args.torrent, &args.data_dir, args.peers, args.listen, args.state_dir).await?;
+            start(&args.torrent, &args.data_dir, args.peer).await?;
         let mut rx = handle.watch_status();
         let status = rx
             .wait_for(|s| s.state != TorrentState::Checking)
@@ -123,12 +130,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn start(
     torrent: &std::path::Path,
     dir: &std::path::Path,
-    peers: Vec<SocketAddr>,
-    listen: Option<SocketAddr>,
-    state_dir: Option<PathBuf>,
+    options: PeerOptions,
 ) -> anyhow::Result<(Session, TorrentHandle)> {
     let metainfo = read_torrent_file(torrent)?;
-    let session = start_session(listen, state_dir.or_else(default_state_dir)).await?;
+    let peers = options.peers.clone();
+    let session = start_session(options).await?;
     let add = AddTorrent {
         metainfo,
         download_dir: dir.to_path_buf(),
@@ -162,24 +168,37 @@ pub fn default_state_dir() -> Option<PathBuf> {
     Some(base.join("shoal"))
 }
 
-async fn start_session(listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> anyhow::Result<Session> {
+async fn start_session(options: PeerOptions) -> anyhow::Result<Session> {
+    let state_dir = options.state_dir.or_else(default_state_dir);
     let mut config = SessionConfig { state_dir, ..SessionConfig::default() };
-    match listen {
-        Some(addr) => {
-            config.listen_addr = addr;
+    config.listen_addr = options.listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
+    let dht = (!options.no_dht).then(|| dht_config(config.listen_addr, &options.dht_bootstrap));
+    config.dht = dht.clone();
+    match Session::start(config.clone()).await {
+        Ok(session) => Ok(session),
+        Err(_) if options.listen.is_none() => {
+            config.listen_addr.set_port(0);
+            config.dht = dht.map(|mut d| {
+                d.bind.set_port(0);
+                d
+            });
             Ok(Session::start(config).await?)
         }
-        None => {
-            config.listen_addr = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT));
-            match Session::start(config.clone()).await {
-                Ok(session) => Ok(session),
-                Err(_) => {
-                    config.listen_addr.set_port(0);
-                    Ok(Session::start(config).await?)
-                }
-            }
-        }
+        Err(error) => Err(error.into()),
     }
+}
+
+/// The DHT node shares the peer listen address (UDP beside TCP, as other clients do).
+fn dht_config(listen: SocketAddr, bootstrap: &[String]) -> DhtConfig {
+    let mut config = DhtConfig::default();
+    if let SocketAddr::V4(v4) = listen {
+        config.bind = v4;
+    }
+    if !bootstrap.is_empty() {
+        config.bootstrap = bootstrap.to_vec();
+        config.server_mode = true;
+    }
+    config
 }
 
 /// Shows progress until the torrent is complete; returns the final status.

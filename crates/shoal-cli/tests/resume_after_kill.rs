@@ -39,6 +39,7 @@ fn kill_9_mid_download_then_resume_completes_without_trusting_bad_pieces() -> an
             .arg(work.join("seed"))
             .arg("--listen")
             .arg(seed_addr.to_string())
+        .arg("--no-dht")
         .arg("--state-dir")
         .arg(work.join("seed-state"));
     let mut seeder = Proc::spawn("shoal-seed", seed_cmd, &work.join("seed.log"))?;
@@ -53,6 +54,7 @@ fn kill_9_mid_download_then_resume_completes_without_trusting_bad_pieces() -> an
             .arg(seed_addr.to_string())
             .arg("--listen")
             .arg(loopback(2).to_string())
+            .arg("--no-dht")
             .arg("--state-dir")
             .arg(&state)
             .stdin(Stdio::null());

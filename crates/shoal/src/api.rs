@@ -74,3 +74,31 @@ pub struct AddTorrent {
     #[serde(default)]
     pub paused: bool,
 }
+
+/// One connected peer, as front ends show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSummary {
+    pub addr: SocketAddr,
+    /// The client name from the peer's extended handshake, when it sent one.
+    pub client: Option<String>,
+    /// How the peer was found: `tracker`, `dht`, `pex`, `lsd`, `manual` or `incoming`.
+    pub source: String,
+    /// Pieces the peer has.
+    pub pieces: u32,
+    pub download_rate: u64,
+    pub upload_rate: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub am_choking: bool,
+    pub peer_choking: bool,
+    pub am_interested: bool,
+    pub peer_interested: bool,
+}
+
+/// What a torrent task reports when asked for details: its piece map and its peers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TorrentInspection {
+    /// One entry per piece: verified or not.
+    pub pieces: Vec<bool>,
+    pub peers: Vec<PeerSummary>,
+}

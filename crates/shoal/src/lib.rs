@@ -9,6 +9,7 @@ pub mod lsd;
 pub mod storage;
 pub mod tracker;
 pub mod api;
+mod discovery;
 mod net;
 mod peer_io;
 pub mod session;

@@ -20,6 +20,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AddTorrent, TorrentState, TorrentStatus};
+use crate::dht::{DhtConfig, DhtHandle};
+use crate::discovery::{self, DiscoveryHandle, DiscoveryParams};
+use crate::tracker::{TrackerClient, TrackerConfig};
 use crate::net::{self, Router};
 use crate::storage::{self, DiskPool, DiskPoolConfig, StorageOptions, TorrentStorage};
 use crate::torrent_task::{ResumeTarget, TorrentCommand, TorrentTask};
@@ -34,8 +37,13 @@ pub struct SessionConfig {
     pub disk: DiskPoolConfig,
     /// Threads for checking existing data (default: all cores).
     pub check_threads: usize,
-    /// Folder for resume files; `None` keeps none (every start hashes what is on disk).
+    /// Folder for resume files and the DHT's saved nodes; `None` keeps none (every start hashes
+    /// what is on disk).
     pub state_dir: Option<PathBuf>,
+    /// Tracker client settings.
+    pub tracker: TrackerConfig,
+    /// The Mainline DHT node; `None` (the library default) runs none. Front ends turn it on.
+    pub dht: Option<DhtConfig>,
 }
 
 impl Default for SessionConfig {
@@ -46,6 +54,8 @@ impl Default for SessionConfig {
             disk: DiskPoolConfig::default(),
             check_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             state_dir: None,
+            tracker: TrackerConfig::default(),
+            dht: None,
         }
     }
 }
@@ -66,6 +76,8 @@ pub enum SessionError {
     Duplicate(InfoHash),
     #[error("the session is shutting down")]
     ShuttingDown,
+    #[error("cannot start the DHT: {0}")]
+    Dht(#[from] crate::dht::DhtError),
 }
 
 /// A running BitTorrent session.
@@ -77,6 +89,8 @@ pub struct Session {
     router: Router,
     disk: Arc<DiskPool>,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
+    tracker_client: Option<Arc<TrackerClient>>,
+    dht: Option<Arc<DhtHandle>>,
     cancel: CancellationToken,
 }
 
@@ -87,6 +101,7 @@ pub struct TorrentHandle {
     status: watch::Receiver<TorrentStatus>,
     events: broadcast::Sender<TorrentEvent>,
     commands: mpsc::Sender<TorrentCommand>,
+    discovery: DiscoveryHandle,
 }
 
 impl Session {
@@ -101,7 +116,20 @@ impl Session {
         let cancel = CancellationToken::new();
         tokio::spawn(net::accept_loop(listener, router.clone(), cancel.child_token()));
         tracing::info!(%listen_addr, "listening for peers");
+        let tracker_client = match TrackerClient::new(config.tracker.clone()) {
+            Ok(client) => Some(Arc::new(client)),
+            Err(error) => {
+                tracing::error!(%error, "tracker client unavailable; trackers will not be used");
+                None
+            }
+        };
+        let dht = match &config.dht {
+            Some(dht_config) => Some(Arc::new(start_dht(dht_config.clone(), config.state_dir.as_deref()).await?)),
+            None => None,
+        };
         Ok(Session {
+            tracker_client,
+            dht,
             config,
             listen_addr,
             peer_id: PeerId::shoal(rand::random()),
@@ -177,8 +205,23 @@ impl Session {
             resume,
             cancel: self.cancel.child_token(),
         };
+        let discovery = discovery::start(
+            DiscoveryParams {
+                info_hash,
+                peer_id: self.peer_id,
+                port: self.listen_addr.port(),
+                trackers: meta.trackers.clone(),
+                private: meta.info.is_private(),
+                tracker_client: self.tracker_client.clone(),
+                dht: self.dht.clone(),
+                status: status_rx.clone(),
+                events: events.subscribe(),
+                torrent: commands_tx.clone(),
+            },
+            self.cancel.child_token(),
+        );
         tokio::spawn(task.run());
-        let handle = TorrentHandle { info_hash, status: status_rx, events, commands: commands_tx };
+        let handle = TorrentHandle { info_hash, status: status_rx, events, commands: commands_tx, discovery };
         self.lock_torrents().insert(info_hash, handle.clone());
         Ok(handle)
     }
@@ -231,6 +274,30 @@ impl Session {
         }
     }
 
+    /// Stops one torrent (flushing its files and saving its resume file) and takes it out of
+    /// the session. Its data stays on disk. `None` when the session does not have it.
+    pub async fn remove_torrent(&self, info_hash: InfoHash) -> Option<TorrentHandle> {
+        let handle = self.lock_torrents().remove(&info_hash)?;
+        self.router.remove(&info_hash);
+        handle.stop().await;
+        Some(handle)
+    }
+
+    /// The handle of one torrent.
+    pub fn torrent(&self, info_hash: InfoHash) -> Option<TorrentHandle> {
+        self.lock_torrents().get(&info_hash).cloned()
+    }
+
+    /// Disk requests queued or running in the session's disk pool.
+    pub fn disk_queue_depth(&self) -> usize {
+        self.disk.queue_depth()
+    }
+
+    /// The session's folder for resume files, if it keeps them.
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.config.state_dir.as_deref()
+    }
+
     /// Every torrent's handle.
     pub fn torrents(&self) -> Vec<TorrentHandle> {
         self.lock_torrents().values().cloned().collect()
@@ -242,6 +309,9 @@ impl Session {
         for handle in handles {
             handle.stop().await;
             self.router.remove(&handle.info_hash);
+        }
+        if let Some(dht) = self.dht.as_ref() {
+            save_dht_nodes(dht, self.config.state_dir.as_deref()).await;
         }
         self.cancel.cancel();
     }
@@ -317,16 +387,63 @@ impl TorrentHandle {
         let _ = self.commands.send(TorrentCommand::Resume).await;
     }
 
-    /// Stops the torrent's task and waits until its files are flushed.
+    /// Sets per-file priorities (priority 0: not wanted); pieces shared by files take the highest.
+    pub async fn set_file_priorities(&self, files: Vec<shoal_engine::picker::FileSpan>) {
+        let _ = self.commands.send(TorrentCommand::SetFilePriorities(files)).await;
+    }
+    /// Downloads pieces in order (for streaming) instead of rarest first.
+    pub async fn set_sequential(&self, sequential: bool) {
+        let _ = self.commands.send(TorrentCommand::SetSequential(sequential)).await;
+    }
+    /// The piece map and the connected peers; `None` once the task has ended.
+    pub async fn inspect(&self) -> Option<crate::api::TorrentInspection> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(TorrentCommand::Inspect(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops the torrent's task, waits until its files are flushed and its resume file saved,
+    /// then tells its trackers `stopped` (each bounded by a few seconds).
     pub async fn stop(&self) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(TorrentCommand::Stop(tx)).await.is_ok() {
             let _ = rx.await;
         }
+        self.discovery.stop().await;
     }
 }
 
 /// The folder a torrent's data goes in, for front ends that show it.
 pub fn data_path(download_dir: &std::path::Path, meta: &Metainfo) -> PathBuf {
     download_dir.join(meta.info.name())
+}
+
+/// Where the DHT's nodes are saved between runs.
+fn dht_nodes_path(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("dht-nodes")
+}
+
+/// Starts the DHT node, bootstrapping first from the nodes a previous run saved.
+async fn start_dht(mut config: DhtConfig, state_dir: Option<&std::path::Path>) -> Result<DhtHandle, SessionError> {
+    if let Some(dir) = state_dir {
+        match crate::dht::load_nodes(&dht_nodes_path(dir)) {
+            Ok(nodes) => config.saved_nodes = nodes,
+            Err(error) => tracing::debug!(%error, "no saved DHT nodes"),
+        }
+    }
+    Ok(DhtHandle::start(config).await?)
+}
+
+async fn save_dht_nodes(dht: &DhtHandle, state_dir: Option<&std::path::Path>) {
+    let Some(dir) = state_dir else { return };
+    match dht.save_routing_table().await {
+        Ok(nodes) if !nodes.is_empty() => {
+            let _ = std::fs::create_dir_all(dir);
+            if let Err(error) = crate::dht::save_nodes(&dht_nodes_path(dir), &nodes) {
+                tracing::warn!(%error, "could not save the DHT nodes");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "could not read the DHT routing table"),
+    }
 }

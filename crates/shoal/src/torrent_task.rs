@@ -45,6 +45,12 @@ pub(crate) enum TorrentCommand {
     Resume,
     /// Stop: flush and answer when the files are synced.
     Stop(oneshot::Sender<()>),
+    /// Per-file priorities (priority 0: not wanted).
+    SetFilePriorities(Vec<shoal_engine::picker::FileSpan>),
+    /// Pieces in order (streaming) instead of rarest first.
+    SetSequential(bool),
+    /// Reply with the piece map and the connected peers.
+    Inspect(oneshot::Sender<crate::api::TorrentInspection>),
 }
 
 /// Everything a torrent task needs, built by the session.
@@ -217,8 +223,18 @@ impl Driver {
             TorrentCommand::Pause => self.engine.pause(now),
             TorrentCommand::Resume => self.engine.resume(now),
             TorrentCommand::Stop(reply) => return Some(reply),
+            TorrentCommand::SetFilePriorities(files) => self.engine.set_file_priorities(now, &files),
+            TorrentCommand::SetSequential(on) => self.engine.set_sequential(on),
+            TorrentCommand::Inspect(reply) => {
+                let _ = reply.send(self.inspection(now));
+            }
         }
         None
+    }
+
+    fn inspection(&self, now: std::time::Instant) -> crate::api::TorrentInspection {
+        let peers = self.engine.stats(now).peers.into_iter().map(peer_summary).collect();
+        crate::api::TorrentInspection { pieces: self.verified_snapshot(), peers }
     }
 
     async fn stop(mut self, reply: oneshot::Sender<()>) {
@@ -339,6 +355,32 @@ impl Driver {
             s.peers = stats.peers.len();
             s.hash_failures = u64::from(stats.hash_failures);
         });
+    }
+}
+
+fn peer_summary(p: shoal_engine::torrent::PeerInfo) -> crate::api::PeerSummary {
+    let source = match p.source {
+        PeerSource::Tracker => "tracker",
+        PeerSource::Dht => "dht",
+        PeerSource::Pex => "pex",
+        PeerSource::LocalDiscovery => "lsd",
+        PeerSource::Manual => "manual",
+        PeerSource::Incoming => "incoming",
+        _ => "other",
+    };
+    crate::api::PeerSummary {
+        addr: p.addr,
+        client: p.client,
+        source: source.to_owned(),
+        pieces: p.pieces,
+        download_rate: p.download_rate,
+        upload_rate: p.upload_rate,
+        downloaded: p.downloaded,
+        uploaded: p.uploaded,
+        am_choking: p.am_choking,
+        peer_choking: p.peer_choking,
+        am_interested: p.am_interested,
+        peer_interested: p.peer_interested,
     }
 }
 

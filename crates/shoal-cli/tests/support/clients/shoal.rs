@@ -20,13 +20,11 @@ pub(super) fn start(ctx: &Start<'_>, c: &mut RunningClient) -> Result<()> {
     } else {
         cmd.arg("download").arg(ctx.torrent).arg("-o").arg(&c.dir);
     }
-    cmd.args(["--listen", &c.addr.to_string()])
+    // Tests never reach beyond this machine: no DHT bootstrap from the public routers.
+    cmd.args(["--listen", &c.addr.to_string(), "--no-dht"])
         .arg("--state-dir")
         .arg(&state)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        );
+        .env("RUST_LOG", log_filter(ctx));
     for peer in ctx.peers {
         cmd.args(["--peer", &peer.to_string()]);
     }
@@ -37,4 +35,13 @@ pub(super) fn start(ctx: &Start<'_>, c: &mut RunningClient) -> Result<()> {
         proc.wait_line("seeding ", ctx.client.ready_timeout)?;
     }
     Ok(())
+}
+
+/// The `RUST_LOG` filter for shoal: the one asked for, else the test's own, else `info`.
+fn log_filter(ctx: &Start<'_>) -> String {
+    ctx.client
+        .shoal_log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into())
 }

@@ -1,0 +1,78 @@
+//! shoal finds peers through a real tracker: Debian's opentracker on 127.0.0.1, HTTP and UDP.
+//!
+//! shoal downloads from a libtorrent seeder it learns of only from the tracker (no `--peer`), and
+//! a libtorrent leecher finds a shoal seeder the same way. Every download is compared byte for
+//! byte with the source.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Result;
+use support::*;
+
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+const MIB: u64 = 1 << 20;
+
+/// `shoal create --tracker URL` for `content`; returns the torrent path and its infohash.
+fn create_with_tracker(content: &Path, url: &str, out: &Path) -> Result<(PathBuf, String)> {
+    let status = Command::new(SHOAL)
+        .args(["create", "--piece-size", "32K", "--no-date", "--tracker", url, "-o"])
+        .arg(out)
+        .arg(content)
+        .output()?;
+    anyhow::ensure!(status.status.success(), "shoal create: {}", String::from_utf8_lossy(&status.stderr));
+    let info = Command::new(SHOAL).args(["info", "--json"]).arg(out).output()?;
+    let json: serde_json::Value = serde_json::from_slice(&info.stdout)?;
+    let hash = json["info_hash"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(hash.len() == 40, "no infohash in shoal info --json: {json}");
+    Ok((out.to_path_buf(), hash))
+}
+
+fn shoal_downloads_from_libtorrent_through(udp: bool) -> Result<()> {
+    if !(require_tool("opentracker") && Kind::Libtorrent.require()) {
+        return Ok(());
+    }
+    let work = WorkDir::new(if udp { "trk-udp-leech" } else { "trk-http-leech" })?;
+    let content = write_dataset(&work.join("seed"), "data", &[3 * MIB + 7, 100_000], 21)?;
+    let tracker = OpenTracker::start(&[])?;
+    let url = if udp { tracker.udp_url() } else { tracker.http_url() };
+    let (torrent, hash) = create_with_tracker(&content, &url, &work.join("data.torrent"))?;
+    tracker.allow(&hash)?;
+    let _seeder = RefClient::new(Kind::Libtorrent).with_tracker(&url).seed(&torrent, &work.join("seed"), loopback(1))?;
+    let mut leecher = RefClient::new(Kind::Shoal).leech(&torrent, &work.join("out"), loopback(2), &[])?;
+    leecher.wait_complete(Duration::from_secs(60)).map_err(|e| e.context(tracker.log_tail()))?;
+    assert_same_tree(&content, &work.join("out/data"))
+}
+
+#[test]
+fn shoal_finds_a_libtorrent_seeder_through_opentracker_http() -> Result<()> {
+    shoal_downloads_from_libtorrent_through(false)
+}
+
+#[test]
+fn shoal_finds_a_libtorrent_seeder_through_opentracker_udp() -> Result<()> {
+    shoal_downloads_from_libtorrent_through(true)
+}
+
+#[test]
+fn libtorrent_finds_a_shoal_seeder_through_opentracker() -> Result<()> {
+    if !(require_tool("opentracker") && Kind::Libtorrent.require()) {
+        return Ok(());
+    }
+    let work = WorkDir::new("trk-shoal-seed")?;
+    let content = write_dataset(&work.join("seed"), "data", &[2 * MIB + 3], 22)?;
+    let tracker = OpenTracker::start(&[])?;
+    let url = tracker.http_url();
+    let (torrent, hash) = create_with_tracker(&content, &url, &work.join("data.torrent"))?;
+    tracker.allow(&hash)?;
+    let _seeder = RefClient::new(Kind::Shoal).seed(&torrent, &work.join("seed"), loopback(1))?;
+    // The shoal seeder announces as soon as it has checked its data; give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut leecher =
+        RefClient::new(Kind::Libtorrent).with_tracker(&url).leech(&torrent, &work.join("out"), loopback(2), &[])?;
+    leecher.wait_complete(Duration::from_secs(60)).map_err(|e| e.context(tracker.log_tail()))?;
+    assert_same_tree(&content, &work.join("out/data"))
+}

@@ -80,9 +80,14 @@ impl<S: tracing::Subscriber> Layer<S> for MessageCounter {
 /// Starts `count` server-mode shoal nodes on 127.0.0.1; node `i` bootstraps from node 0 and
 /// node `i - 1`. Waits until every node finished its first bootstrap.
 pub async fn local_network(count: usize) -> Vec<DhtHandle> {
+    local_network_via(count, &[]).await
+}
+
+/// Like [`local_network`], with node 0 also bootstrapping from `outside` (other clients' nodes).
+pub async fn local_network_via(count: usize, outside: &[SocketAddrV4]) -> Vec<DhtHandle> {
     let mut nodes: Vec<DhtHandle> = Vec::with_capacity(count);
     for i in 0..count {
-        let mut bootstrap: Vec<SocketAddrV4> = Vec::new();
+        let mut bootstrap: Vec<SocketAddrV4> = if i == 0 { outside.to_vec() } else { Vec::new() };
         if i > 0 {
             bootstrap.push(nodes[0].local_addr());
             bootstrap.push(nodes[i - 1].local_addr());

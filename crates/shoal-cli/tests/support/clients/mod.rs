@@ -115,6 +115,7 @@ pub struct RefClient {
     netns: Option<Netns>,
     trackers: Vec<String>,
     ready_timeout: Duration,
+    shoal_log: Option<String>,
 }
 
 /// Starts `kind` seeding `torrent` from `data_dir` (the folder holding the torrent's content),
@@ -147,7 +148,15 @@ impl RefClient {
             netns: None,
             trackers: Vec::new(),
             ready_timeout: Duration::from_secs(30),
+            shoal_log: None,
         }
+    }
+
+    /// For [`Kind::Shoal`]: its `RUST_LOG` filter (default: the test's own `RUST_LOG`, else
+    /// `info`), e.g. `shoal=debug` to see why each peer was dropped. Other clients ignore it.
+    pub fn shoal_log(mut self, filter: &str) -> RefClient {
+        self.shoal_log = Some(filter.to_owned());
+        self
     }
 
     /// Runs the client (and any helper tracker it needs) inside `netns`.

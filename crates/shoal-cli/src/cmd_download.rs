@@ -21,7 +21,7 @@ pub const DEFAULT_PORT: u16 = 6881;
 
 #[derive(Debug, clap::Args)]
 pub struct DownloadArgs {
-    /// The .torrent file.
+    /// The .torrent file, or a magnet link (`magnet:?xt=urn:btih:...`).
     pub torrent: PathBuf,
     /// Folder that receives the torrent's file or top folder.
     #[arg(short = 'o', long = "output", default_value = ".")]
@@ -132,19 +132,27 @@ async fn start(
     dir: &std::path::Path,
     options: PeerOptions,
 ) -> anyhow::Result<(Session, TorrentHandle)> {
-    let metainfo = read_torrent_file(torrent)?;
     let peers = options.peers.clone();
-    let session = start_session(options).await?;
-    let add = AddTorrent {
-        metainfo,
-        download_dir: dir.to_path_buf(),
-        peers,
-        paused: false,
+    let link = torrent.to_str().filter(|t| t.starts_with("magnet:"));
+    let metainfo = match link {
+        Some(_) => None,
+        None => Some(read_torrent_file(torrent)?),
     };
-    let handle = session
-        .add_torrent(add)
-        .await
-        .with_context(|| format!("adding {}", torrent.display()))?;
+    let session = start_session(options).await?;
+    let handle = match (link, metainfo) {
+        (Some(link), _) => {
+            eprintln!("fetching the torrent's metadata from peers...");
+            session
+                .add_magnet(link, dir.to_path_buf(), peers, false)
+                .await
+                .context("adding the magnet link")?
+        }
+        (None, Some(metainfo)) => {
+            let add = AddTorrent { metainfo, download_dir: dir.to_path_buf(), peers, paused: false };
+            session.add_torrent(add).await.with_context(|| format!("adding {}", torrent.display()))?
+        }
+        (None, None) => bail!("nothing to download"),
+    };
     Ok((session, handle))
 }
 

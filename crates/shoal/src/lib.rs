@@ -10,9 +10,11 @@ pub mod storage;
 pub mod tracker;
 pub mod api;
 mod discovery;
+pub mod magnet_task;
 mod net;
 mod peer_io;
 pub mod session;
+pub mod service;
 mod torrent_task;
 
 pub use api::{AddTorrent, TorrentState, TorrentStatus};

@@ -20,6 +20,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AddTorrent, TorrentState, TorrentStatus};
+use crate::magnet_task::MagnetTask;
+use shoal_engine::metadata::{MetadataConfig, MetadataFetch, MetadataParams};
 use crate::dht::{DhtConfig, DhtHandle};
 use crate::discovery::{self, DiscoveryHandle, DiscoveryParams};
 use crate::tracker::{TrackerClient, TrackerConfig};
@@ -76,6 +78,10 @@ pub enum SessionError {
     Duplicate(InfoHash),
     #[error("the session is shutting down")]
     ShuttingDown,
+    #[error("invalid magnet link: {0}")]
+    MagnetLink(#[from] shoal_proto::magnet::MagnetError),
+    #[error("magnet metadata: {0}")]
+    MagnetFetch(#[from] crate::magnet_task::MagnetError),
     #[error("cannot start the DHT: {0}")]
     Dht(#[from] crate::dht::DhtError),
 }
@@ -224,6 +230,70 @@ impl Session {
         let handle = TorrentHandle { info_hash, status: status_rx, events, commands: commands_tx, discovery };
         self.lock_torrents().insert(info_hash, handle.clone());
         Ok(handle)
+    }
+
+    /// Adds a torrent known by a magnet link: fetches and verifies its metadata from peers (the
+    /// link's `x.pe`, `peers`, the link's trackers and the DHT), then adds it like a .torrent
+    /// file. Returns once the metadata is verified and the torrent started.
+    pub async fn add_magnet(
+        &self,
+        uri: &str,
+        download_dir: PathBuf,
+        peers: Vec<SocketAddr>,
+        paused: bool,
+    ) -> Result<TorrentHandle, SessionError> {
+        let magnet = shoal_proto::magnet::Magnet::parse(uri)?;
+        let info_hash = magnet.info_hash;
+        if self.lock_torrents().contains_key(&info_hash) {
+            return Err(SessionError::Duplicate(info_hash));
+        }
+        let mut known: Vec<SocketAddr> = peers.clone();
+        known.extend(magnet.peers.iter().filter_map(|p| match p {
+            shoal_proto::magnet::PeerAddr::Ip(addr) => Some(*addr),
+            _ => None,
+        }));
+        let now = tokio::time::Instant::now().into_std();
+        let mut fetch = MetadataFetch::new(MetadataParams {
+            info_hash,
+            our_peer_id: self.peer_id,
+            listen_port: Some(self.listen_addr.port()),
+            config: MetadataConfig::default(),
+        });
+        fetch.add_peer_addresses(now, known, PeerSource::Manual);
+        let (incoming_tx, incoming) = mpsc::channel(16);
+        let (commands_tx, commands) = mpsc::channel(64);
+        self.router.insert(info_hash, incoming_tx);
+        let trackers: Vec<Vec<String>> = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+        let (_status_tx, status) = watch::channel(magnet_status(&magnet));
+        let (events, _) = broadcast::channel(4);
+        let cancel = self.cancel.child_token();
+        let discovery = discovery::start(
+            DiscoveryParams {
+                info_hash,
+                peer_id: self.peer_id,
+                port: self.listen_addr.port(),
+                trackers,
+                private: false,
+                tracker_client: self.tracker_client.clone(),
+                dht: self.dht.clone(),
+                status,
+                events: events.subscribe(),
+                torrent: commands_tx,
+            },
+            cancel.child_token(),
+        );
+        let bind = (!self.listen_addr.ip().is_unspecified()).then_some(self.listen_addr);
+        let task = MagnetTask { fetch, incoming, commands, bind, cancel: cancel.clone() };
+        let fetched = task.run().await;
+        self.router.remove(&info_hash);
+        discovery.stop().await;
+        cancel.cancel();
+        let fetched = fetched?;
+        tracing::info!(name = fetched.info.name(), "metadata fetched and verified");
+        let metainfo = crate::magnet_task::torrent_file_bytes(fetched.info.raw(), &magnet.trackers);
+        let mut all_peers = fetched.peers;
+        all_peers.extend(peers);
+        self.add_torrent(AddTorrent { metainfo, download_dir, peers: all_peers, paused }).await
     }
 
     /// The resume file of a torrent in a download folder, when the session keeps them.
@@ -445,5 +515,29 @@ async fn save_dht_nodes(dht: &DhtHandle, state_dir: Option<&std::path::Path>) {
         }
         Ok(_) => {}
         Err(error) => tracing::debug!(%error, "could not read the DHT routing table"),
+    }
+}
+
+/// What a torrent known only by its magnet link looks like before its metadata arrives.
+fn magnet_status(magnet: &shoal_proto::magnet::Magnet) -> TorrentStatus {
+    TorrentStatus {
+        info_hash: magnet.info_hash.to_hex(),
+        name: magnet.display_name.clone().unwrap_or_else(|| magnet.info_hash.to_hex()),
+        state: TorrentState::Checking,
+        total_bytes: 0,
+        wanted_bytes: 0,
+        verified_bytes: 0,
+        // Unknown until the metadata arrives; trackers are told "something is left".
+        left_bytes: 1,
+        piece_count: 0,
+        verified_pieces: 0,
+        downloaded_bytes: 0,
+        uploaded_bytes: 0,
+        download_rate: 0,
+        upload_rate: 0,
+        peers: 0,
+        hash_failures: 0,
+        check_progress: 0.0,
+        error: None,
     }
 }

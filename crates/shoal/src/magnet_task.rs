@@ -1,0 +1,155 @@
+//! Fetching a magnet link's metadata from peers: the driver of the sans-IO `MetadataFetch`.
+//!
+//! Same shape as the torrent task: peer sockets ([`PeerIo`]), incoming connections routed here
+//! by infohash, connects, the engine's deadline; every event goes into the engine with `now`,
+//! then its outputs are drained. Peers come from the link (`x.pe`), the caller, and a
+//! [`discovery`](crate::discovery) task (the link's trackers and the DHT). The result is a
+//! verified `.torrent` file's bytes, built around the raw info dictionary exactly as received
+//! (so its infohash is the link's), with the link's trackers as `announce-list`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use shoal_engine::metadata::{FetchedMetadata, MetadataEvent, MetadataFetch, MetadataOutput};
+use shoal_engine::PeerKey;
+use shoal_proto::bencode::encode_bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::net::{self, IncomingPeer};
+use crate::peer_io::{PeerIo, PeerIoEvent};
+use crate::torrent_task::TorrentCommand;
+
+/// Why a metadata fetch ended without a torrent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MagnetError {
+    #[error("the metadata hashes to the infohash but is not a usable torrent: {0}")]
+    Unusable(shoal_proto::metainfo::MetainfoError),
+    #[error("the fetch was cancelled")]
+    Cancelled,
+}
+
+pub(crate) struct MagnetTask {
+    pub fetch: MetadataFetch,
+    pub incoming: mpsc::Receiver<IncomingPeer>,
+    /// Peers from discovery (`AddPeers`); other commands are ignored.
+    pub commands: mpsc::Receiver<TorrentCommand>,
+    pub bind: Option<SocketAddr>,
+    pub cancel: CancellationToken,
+}
+
+impl MagnetTask {
+    /// Runs until the metadata is verified (or the fetch gives up).
+    pub(crate) async fn run(self) -> Result<FetchedMetadata, MagnetError> {
+        let MagnetTask { mut fetch, mut incoming, mut commands, bind, cancel } = self;
+        let (peer_events, mut peer_rx) = mpsc::channel(256);
+        let (connects, mut connect_rx) = mpsc::channel(64);
+        let mut peers: HashMap<PeerKey, PeerIo> = HashMap::new();
+        loop {
+            while let Some(out) = fetch.poll_output() {
+                match out {
+                    MetadataOutput::Transmit { peer, data } => {
+                        if let Some(io) = peers.get(&peer) {
+                            io.send(data);
+                        }
+                    }
+                    MetadataOutput::Connect(addr) => {
+                        let tx = connects.clone();
+                        let cancel = cancel.clone();
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                _ = cancel.cancelled() => {}
+                                r = net::connect(addr, bind) => { let _ = tx.send((addr, r)).await; }
+                            }
+                        });
+                    }
+                    MetadataOutput::Disconnect { peer, reason } => {
+                        tracing::debug!(peer = peer.0, %reason, "metadata fetch dropped a peer");
+                        peers.remove(&peer);
+                    }
+                    MetadataOutput::Event(event) => log_event(&event),
+                    MetadataOutput::Done(done) => return Ok(done),
+                    MetadataOutput::Unusable(error) => return Err(MagnetError::Unusable(error)),
+                    _ => {}
+                }
+            }
+            let deadline = fetch.poll_timeout().map(Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let now = || Instant::now().into_std();
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(MagnetError::Cancelled),
+                Some(ev) = peer_rx.recv() => match ev {
+                    PeerIoEvent::Data { peer, data } => {
+                        if peers.contains_key(&peer) {
+                            fetch.handle_peer_data(now(), peer, &data);
+                        }
+                    }
+                    PeerIoEvent::Closed { peer, .. } => {
+                        if peers.remove(&peer).is_some() {
+                            fetch.handle_peer_closed(now(), peer);
+                        }
+                    }
+                },
+                Some(inc) = incoming.recv() => {
+                    let key = fetch.handle_incoming(now(), inc.addr, inc.handshake);
+                    peers.insert(key, PeerIo::spawn(key, inc.stream, peer_events.clone(), &cancel));
+                    if !inc.rest.is_empty() {
+                        fetch.handle_peer_data(now(), key, &inc.rest);
+                    }
+                }
+                Some((addr, result)) = connect_rx.recv() => match result {
+                    Ok(stream) => {
+                        let key = fetch.handle_connected(now(), addr);
+                        peers.insert(key, PeerIo::spawn(key, stream, peer_events.clone(), &cancel));
+                    }
+                    Err(_) => fetch.handle_connect_failed(now(), addr),
+                },
+                Some(cmd) = commands.recv() => {
+                    if let TorrentCommand::AddPeers(addrs, source) = cmd {
+                        fetch.add_peer_addresses(now(), addrs, source);
+                    }
+                }
+                _ = sleep => fetch.handle_timeout(now()),
+            }
+        }
+    }
+}
+
+fn log_event(event: &MetadataEvent) {
+    match event {
+        MetadataEvent::SizeKnown { size } => tracing::info!(size, "metadata size known; fetching"),
+        MetadataEvent::PeerBanned { addr, .. } => tracing::warn!(%addr, "peer banned: sent metadata that failed the infohash check"),
+        MetadataEvent::HashFailed { .. } => tracing::warn!("assembled metadata failed the infohash check; fetching again"),
+        _ => {}
+    }
+}
+
+/// A `.torrent` file around a verified raw info dictionary: `announce`, `announce-list` (one
+/// tier per tracker, as magnet links give no tiers) and `info`, keys in canonical order.
+pub(crate) fn torrent_file_bytes(raw_info: &[u8], trackers: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw_info.len() + 256);
+    out.push(b'd');
+    if let Some(first) = trackers.first() {
+        encode_bytes(&mut out, b"announce");
+        encode_bytes(&mut out, first.as_bytes());
+        encode_bytes(&mut out, b"announce-list");
+        out.push(b'l');
+        for url in trackers {
+            out.push(b'l');
+            encode_bytes(&mut out, url.as_bytes());
+            out.push(b'e');
+        }
+        out.push(b'e');
+    }
+    encode_bytes(&mut out, b"info");
+    out.extend_from_slice(raw_info);
+    out.push(b'e');
+    out
+}

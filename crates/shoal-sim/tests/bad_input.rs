@@ -134,9 +134,13 @@ fn every_kind_of_bad_peer_wire_input_drops_only_that_peer() {
             Box::new(|e| matches!(e, PeerError::TooManyUnrequestedBlocks { .. })),
         ),
         (
-            "a second bitfield",
+            "a second bitfield that takes pieces back",
             encode(&[
-                Message::Bitfield(Bytes::from(vec![0u8; bitfield_len])),
+                Message::Bitfield({
+                    let mut first = shoal_engine::bitfield::Bitfield::new(last + 1);
+                    first.set_index(0);
+                    first.to_wire()
+                }),
                 Message::Bitfield(Bytes::from(vec![0u8; bitfield_len])),
             ]),
             Box::new(|e| *e == PeerError::SecondBitfield),

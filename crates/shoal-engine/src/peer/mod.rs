@@ -105,7 +105,7 @@ pub enum PeerError {
     Idle { idle: Duration },
     #[error("bad bitfield: {0}")]
     Bitfield(#[from] BitfieldError),
-    #[error("a second bitfield / have all / have none")]
+    #[error("a later bitfield / have all / have none takes back pieces the peer said it had")]
     SecondBitfield,
     #[error("{message} after other messages; it must come first")]
     BitfieldNotFirst { message: &'static str },
@@ -454,8 +454,11 @@ impl PeerConn {
                 }
             }
             Message::Bitfield(bytes) => {
-                self.expect_piece_set("bitfield", piece_set_expected)?;
                 let bits = Bitfield::from_wire(&bytes, self.geometry_piece_count())?;
+                if self.saw_piece_set {
+                    return self.merge_later_piece_set(bits);
+                }
+                self.expect_piece_set("bitfield", piece_set_expected)?;
                 self.set_their_pieces(bits);
             }
             Message::HaveAll | Message::HaveNone => {
@@ -465,13 +468,16 @@ impl PeerConn {
                     "have none"
                 };
                 self.require_fast(name)?;
-                self.expect_piece_set(name, piece_set_expected)?;
                 let count = self.geometry_piece_count();
                 let bits = if message == Message::HaveAll {
                     Bitfield::full(count)
                 } else {
                     Bitfield::new(count)
                 };
+                if self.saw_piece_set {
+                    return self.merge_later_piece_set(bits);
+                }
+                self.expect_piece_set(name, piece_set_expected)?;
                 self.set_their_pieces(bits);
             }
             Message::Request {
@@ -535,6 +541,10 @@ impl PeerConn {
         piece_set_expected: bool,
     ) -> Result<Option<Message>, PeerError> {
         match message {
+            // A later piece set only updates what the peer has, which a metadata fetch ignores.
+            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone if self.saw_piece_set => {
+                return Ok(None);
+            }
             Message::Bitfield(_) => self.expect_piece_set("bitfield", piece_set_expected)?,
             Message::HaveAll | Message::HaveNone => {
                 let name = if message == Message::HaveAll {
@@ -559,6 +569,25 @@ impl PeerConn {
             self.stage = Stage::Established;
         }
         Ok(None)
+    }
+
+    /// A bitfield / have all / have none after the first piece set. Some clients (aria2 1.36)
+    /// announce newly finished pieces this way instead of with `have`s, so a later piece set
+    /// that only adds pieces is taken as a batch of `have`s. One that takes pieces back cannot
+    /// be honest (a peer never loses verified pieces) and is a protocol error.
+    fn merge_later_piece_set(&mut self, bits: Bitfield) -> Result<(), PeerError> {
+        let takes_back = self.their_pieces.iter_ones().any(|i| !bits.get_index(i));
+        if takes_back {
+            return Err(PeerError::SecondBitfield);
+        }
+        for index in bits.iter_ones() {
+            if self.their_pieces.set_index(index) {
+                if let Some(piece) = self.setup.geometry.and_then(|g| g.piece(index)) {
+                    self.events.push_back(PeerEvent::Have(piece));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn expect_piece_set(&self, message: &'static str, expected: bool) -> Result<(), PeerError> {

@@ -28,13 +28,17 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha1::{Digest, Sha1};
 use shoal_engine::disk::DiskDone;
-use shoal_engine::torrent::{Output, PeerSource, TorrentConfig};
+use shoal_engine::metadata::MetadataOutput;
+use shoal_engine::torrent::{Output, TorrentConfig};
 use shoal_engine::PeerKey;
+use shoal_proto::metainfo::TorrentBuilder;
 use shoal_proto::wire::{Handshake, Reserved};
 use shoal_proto::{Geometry, InfoHash, PeerId};
 
 pub use net::{Behaviour, LinkParams, MessageCounts};
-pub use node::{DisconnectRecord, Node, NodeId};
+pub use node::{DisconnectRecord, Engine, Node, NodeId};
+
+use node::NodeOutput;
 
 use net::Direction;
 
@@ -50,6 +54,8 @@ pub struct SimConfig {
     /// Time the simulated disk takes per request.
     pub disk_latency: Duration,
     pub torrent: TorrentConfig,
+    /// The torrent is private (BEP 27): `private=1` in its info dictionary.
+    pub private: bool,
 }
 
 impl Default for SimConfig {
@@ -61,6 +67,7 @@ impl Default for SimConfig {
             link: LinkParams::default(),
             disk_latency: Duration::from_millis(1),
             torrent: TorrentConfig::default(),
+            private: false,
         }
     }
 }
@@ -73,6 +80,10 @@ pub struct NodeSpec {
     pub behaviour: Behaviour,
     /// Overrides the swarm's default link for what this node sends.
     pub link: Option<LinkParams>,
+    /// Knows only the infohash (a magnet link): fetches the metadata from peers first.
+    pub magnet: bool,
+    /// Overrides the swarm's torrent tunables for this node.
+    pub torrent: Option<TorrentConfig>,
 }
 
 /// Which end of a connection.
@@ -150,6 +161,8 @@ pub struct Sim {
     rng: StdRng,
     geometry: Geometry,
     info_hash: InfoHash,
+    /// The torrent's real info dictionary; `info_hash` is its SHA-1.
+    info_bytes: Bytes,
     content: Bytes,
     piece_hashes: Vec<[u8; 20]>,
     nodes: BTreeMap<NodeId, Node>,
@@ -166,6 +179,8 @@ pub struct Sim {
 pub enum SimError {
     #[error("bad geometry: {0}")]
     Geometry(#[from] shoal_proto::geometry::GeometryError),
+    #[error("cannot build the info dictionary: {0}")]
+    Build(#[from] shoal_proto::metainfo::BuildError),
 }
 
 impl Sim {
@@ -175,7 +190,7 @@ impl Sim {
         let mut rng = StdRng::seed_from_u64(config.seed);
         let mut content = vec![0u8; config.total_len as usize];
         rng.fill(&mut content[..]);
-        let piece_hashes = geometry
+        let piece_hashes: Vec<[u8; 20]> = geometry
             .pieces()
             .map(|piece| {
                 let start = geometry.piece_offset(piece) as usize;
@@ -183,8 +198,19 @@ impl Sim {
                 Sha1::digest(&content[start..end]).into()
             })
             .collect();
-        let mut info_hash = [0u8; 20];
-        rng.fill(&mut info_hash);
+        // Drawn as before so that the seeded run stays the same; it names the torrent.
+        let mut salt = [0u8; 20];
+        rng.fill(&mut salt);
+        let name = format!("sim-{}", InfoHash(salt).to_hex());
+        let builder = TorrentBuilder::single_file(
+            name,
+            config.total_len,
+            geometry.piece_len(),
+            piece_hashes.clone(),
+        )
+        .private(config.private);
+        let info_bytes = Bytes::from(builder.info_bytes()?);
+        let info_hash = InfoHash::of_info_bytes(&info_bytes);
         #[allow(clippy::disallowed_methods)]
         let start = Instant::now();
         Ok(Sim {
@@ -193,7 +219,8 @@ impl Sim {
             now: start,
             rng,
             geometry,
-            info_hash: InfoHash(info_hash),
+            info_hash,
+            info_bytes,
             content: content.into(),
             piece_hashes,
             nodes: BTreeMap::new(),
@@ -211,6 +238,10 @@ impl Sim {
     }
     pub fn info_hash(&self) -> InfoHash {
         self.info_hash
+    }
+    /// The torrent's info dictionary (what BEP 9 serves).
+    pub fn info_bytes(&self) -> &Bytes {
+        &self.info_bytes
     }
     /// The source content every node should end up with.
     pub fn content(&self) -> &Bytes {
@@ -253,8 +284,7 @@ impl Sim {
         let addrs: Vec<SocketAddr> = others.iter().map(|o| self.nodes[o].addr).collect();
         let now = self.now;
         if let Some(n) = self.nodes.get_mut(&node) {
-            n.torrent
-                .add_peer_addresses(now, addrs, PeerSource::Tracker);
+            n.engine.add_peer_addresses(now, addrs);
         }
         self.drain(node);
     }
@@ -304,7 +334,7 @@ impl Sim {
         let next_timeout = self
             .nodes
             .values()
-            .filter_map(|n| n.torrent.poll_timeout().map(|t| (t, n.id)))
+            .filter_map(|n| n.engine.poll_timeout().map(|t| (t, n.id)))
             .min();
         let next = match (next_event, next_timeout) {
             (Some(e), Some((t, _))) => e.min(t),
@@ -325,7 +355,7 @@ impl Sim {
         } else if let Some((_, id)) = next_timeout {
             let now = self.now;
             if let Some(node) = self.nodes.get_mut(&id) {
-                node.torrent.handle_timeout(now);
+                node.engine.handle_timeout(now);
             }
             self.drain(id);
         }
@@ -346,7 +376,7 @@ impl Sim {
                 };
                 match conn {
                     Some(conn) => {
-                        let key = n.torrent.handle_connected(now, addr);
+                        let key = n.engine.handle_connected(now, addr);
                         n.conns.insert(key, (conn, Side::Opener));
                         if let Some(c) = self.conns.get_mut(&conn) {
                             c.opener = End::Node {
@@ -356,15 +386,17 @@ impl Sim {
                             };
                         }
                     }
-                    None => n.torrent.handle_connect_failed(now, addr),
+                    None => n.engine.handle_connect_failed(now, addr),
                 }
                 self.drain(node);
             }
             SimEvent::Deliver { conn, to, data } => self.deliver(conn, to, data),
             SimEvent::Closed { conn, to } => self.closed(conn, to),
             SimEvent::Disk { node, done } => {
-                if let Some(n) = self.nodes.get_mut(&node) {
-                    n.torrent.handle_disk(now, done);
+                if let Some(Engine::Running(torrent)) =
+                    self.nodes.get_mut(&node).map(|n| &mut n.engine)
+                {
+                    torrent.handle_disk(now, done);
                 }
                 self.drain(node);
             }
@@ -415,7 +447,7 @@ impl Sim {
                 let Some(n) = self.nodes.get_mut(&node) else {
                     return;
                 };
-                let key = n.torrent.handle_incoming(now, from_addr, theirs);
+                let key = n.engine.handle_incoming(now, from_addr, theirs);
                 n.conns.insert(key, (conn_id, to));
                 if let Some(c) = self.conns.get_mut(&conn_id) {
                     c.acceptor = End::Node {
@@ -432,8 +464,9 @@ impl Sim {
             return;
         }
         if let Some(n) = self.nodes.get_mut(&node) {
-            if n.conns.contains_key(&key) {
-                n.torrent.handle_peer_data(now, key, &input);
+            // The key may have been dropped (and, after a magnet node's fetch, reused).
+            if n.conns.get(&key) == Some(&(conn_id, to)) {
+                n.engine.handle_peer_data(now, key, &input);
             }
         }
         self.drain(node);
@@ -458,8 +491,9 @@ impl Sim {
             } => {
                 let (node, key) = (*node, *key);
                 if let Some(n) = self.nodes.get_mut(&node) {
-                    if n.conns.remove(&key).is_some() {
-                        n.torrent.handle_peer_closed(now, key);
+                    if n.conns.get(&key) == Some(&(conn_id, to)) {
+                        n.conns.remove(&key);
+                        n.engine.handle_peer_closed(now, key);
                     }
                 }
                 self.drain(node);
@@ -470,11 +504,15 @@ impl Sim {
 
     /// Carries out everything `node`'s engine wants done.
     fn drain(&mut self, id: NodeId) {
-        while let Some(output) = self
-            .nodes
-            .get_mut(&id)
-            .and_then(|n| n.torrent.poll_output())
-        {
+        while let Some(output) = self.nodes.get_mut(&id).and_then(|n| n.engine.poll_output()) {
+            let output = match output {
+                NodeOutput::Torrent(output) => output,
+                NodeOutput::Fetch(output) => {
+                    self.record_fetch(id, &output);
+                    self.on_fetch_output(id, output);
+                    continue;
+                }
+            };
             self.record(id, &output);
             let at = self.now - self.start;
             match output {
@@ -510,6 +548,44 @@ impl Sim {
                 }
                 _ => {}
             }
+        }
+    }
+
+    fn record_fetch(&mut self, id: NodeId, output: &MetadataOutput) {
+        let at = (self.now - self.start).as_nanos();
+        self.trace.update(at.to_le_bytes());
+        self.trace.update((id.0 as u64).to_le_bytes());
+        self.trace.update(format!("{output:?}").as_bytes());
+    }
+
+    /// Carries out one output of a magnet node's metadata fetch.
+    fn on_fetch_output(&mut self, id: NodeId, output: MetadataOutput) {
+        let at = self.now - self.start;
+        let now = self.now;
+        match output {
+            MetadataOutput::Transmit { peer, data } => self.transmit(id, peer, data),
+            MetadataOutput::Connect(addr) => self.connect(id, addr),
+            MetadataOutput::Disconnect { peer, reason } => {
+                let conn = self.nodes.get_mut(&id).and_then(|n| n.conns.remove(&peer));
+                let remote = conn.and_then(|(c, side)| self.remote_addr(c, side));
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.fetch_disconnects.push((at, remote, reason));
+                }
+                if let Some((conn, side)) = conn {
+                    self.close(conn, side);
+                }
+            }
+            MetadataOutput::Event(event) => {
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.fetch_events.push((at, event));
+                }
+            }
+            MetadataOutput::Done(fetched) => {
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.start_from_metadata(now, fetched);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::Rng;
+use shoal_proto::wire::ext_handshake::{OUR_UT_METADATA_ID, OUR_UT_PEX_ID};
+use shoal_proto::wire::ut_metadata::MetadataMessage;
 use shoal_proto::wire::{Handshake, Message, MessageDecoder};
 
 /// Link parameters of the sending side of a direction.
@@ -51,6 +53,9 @@ pub enum Behaviour {
     /// Keeps the connection and says everything but never sends a block or a reject: its
     /// requests just go unanswered.
     Mute,
+    /// Honest blocks, but flips a byte in every BEP 9 metadata piece it sends (its metadata
+    /// will not hash to the infohash).
+    CorruptMetadata,
 }
 
 /// Messages one node sent, by kind.
@@ -62,6 +67,15 @@ pub struct MessageCounts {
     pub haves: u64,
     pub rejects: u64,
     pub keepalives: u64,
+    /// BEP 10 extended handshakes.
+    pub ext_handshakes: u64,
+    /// `ut_pex` messages (recognised by shoal's id for it, which every receiver in the
+    /// simulator uses).
+    pub pex: u64,
+    /// `ut_metadata` messages (same assumption).
+    pub metadata: u64,
+    pub allowed_fast: u64,
+    pub unchokes: u64,
     pub other: u64,
 }
 
@@ -74,6 +88,16 @@ impl MessageCounts {
             Message::Have { .. } => self.haves += 1,
             Message::Reject { .. } => self.rejects += 1,
             Message::KeepAlive => self.keepalives += 1,
+            Message::Extended { id: 0, .. } => self.ext_handshakes += 1,
+            Message::Extended {
+                id: OUR_UT_PEX_ID, ..
+            } => self.pex += 1,
+            Message::Extended {
+                id: OUR_UT_METADATA_ID,
+                ..
+            } => self.metadata += 1,
+            Message::AllowedFast { .. } => self.allowed_fast += 1,
+            Message::Unchoke => self.unchokes += 1,
             _ => self.other += 1,
         }
     }
@@ -156,6 +180,12 @@ impl Direction {
                     })
                 }
                 (Behaviour::Mute, Message::Piece { .. } | Message::Reject { .. }) => None,
+                (Behaviour::CorruptMetadata, Message::Extended { id, payload }) if id != 0 => {
+                    Some(Message::Extended {
+                        id,
+                        payload: corrupt_metadata(payload),
+                    })
+                }
                 (_, message) => Some(message),
             };
             if let Some(message) = message {
@@ -168,5 +198,28 @@ impl Direction {
         }
         out.extend_from_slice(&rewritten);
         out.freeze()
+    }
+}
+
+/// A `ut_metadata` data message with one byte of its piece flipped; anything else unchanged.
+fn corrupt_metadata(payload: Bytes) -> Bytes {
+    match MetadataMessage::decode(payload.clone()) {
+        Ok(MetadataMessage::Data {
+            piece,
+            total_size,
+            data,
+        }) => {
+            let mut bad = data.to_vec();
+            if let Some(first) = bad.first_mut() {
+                *first ^= 0xff;
+            }
+            let message = MetadataMessage::Data {
+                piece,
+                total_size,
+                data: bad.into(),
+            };
+            Bytes::from(message.encode())
+        }
+        _ => payload,
     }
 }

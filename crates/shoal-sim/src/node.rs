@@ -1,17 +1,29 @@
 //! One simulated node: a torrent engine, its in-memory "disk", and what the tests look at
 //! (events, disconnects with their reasons, messages sent, blocks served).
+//!
+//! A magnet node starts with a [`MetadataFetch`] instead of a torrent; when the fetch hands out
+//! the verified info dictionary the node starts its [`Torrent`] from it (geometry and
+//! `info_bytes` from the fetched metadata) and dials the peers the fetch knew, as the runtime
+//! would.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use shoal_engine::bitfield::Bitfield;
 use shoal_engine::disk::{DiskDone, DiskFailure, DiskFailureKind, DiskRequest};
-use shoal_engine::torrent::{DisconnectReason, Torrent, TorrentEvent, TorrentParams};
+use shoal_engine::metadata::{
+    FetchDropReason, FetchedMetadata, MetadataConfig, MetadataEvent, MetadataFetch, MetadataOutput,
+    MetadataParams,
+};
+use shoal_engine::torrent::{
+    DisconnectReason, Output, PeerSource, Torrent, TorrentConfig, TorrentEvent, TorrentParams,
+};
 use shoal_engine::PeerKey;
-use shoal_proto::PeerId;
+use shoal_proto::wire::Handshake;
+use shoal_proto::{Geometry, PeerId};
 
 use crate::net::{Behaviour, LinkParams, MessageCounts};
 use crate::{ConnId, NodeSpec, Side, Sim};
@@ -38,7 +50,17 @@ pub struct Node {
     pub peer_id: PeerId,
     pub behaviour: Behaviour,
     pub link: LinkParams,
-    pub torrent: Torrent,
+    /// The torrent engine, or the metadata fetch of a magnet node that has not finished.
+    pub engine: Engine,
+    /// What the node's torrent starts from (a magnet node's once its metadata is fetched).
+    config: TorrentConfig,
+    private: bool,
+    rng_seed: u64,
+    geometry: Geometry,
+    /// A magnet node's fetch: its events, the peers it dropped and why, and its result.
+    pub fetch_events: Vec<(Duration, MetadataEvent)>,
+    pub fetch_disconnects: Vec<(Duration, Option<SocketAddr>, FetchDropReason)>,
+    pub fetched: Option<FetchedMetadata>,
     /// The node's "disk": the torrent's bytes as written so far.
     pub storage: Vec<u8>,
     pub events: Vec<(Duration, TorrentEvent)>,
@@ -68,6 +90,10 @@ impl Node {
         rng_seed: u64,
     ) -> Node {
         let geometry = sim.geometry;
+        let config = spec
+            .torrent
+            .clone()
+            .unwrap_or_else(|| sim.config.torrent.clone());
         let (have, storage) = if spec.seed {
             (Bitfield::full(geometry.piece_count()), sim.content.to_vec())
         } else {
@@ -76,19 +102,28 @@ impl Node {
                 vec![0; sim.content.len()],
             )
         };
-        let params = TorrentParams {
-            info_hash: sim.info_hash,
-            our_peer_id: peer_id,
-            geometry,
-            have,
-            piece_priorities: Vec::new(),
-            config: sim.config.torrent.clone(),
-            rng_seed,
-            info_bytes: None,
-            listen_port: Some(addr.port()),
-            private: false,
+        let engine = if spec.magnet {
+            Engine::Fetching(MetadataFetch::new(MetadataParams {
+                info_hash: sim.info_hash,
+                our_peer_id: peer_id,
+                listen_port: Some(addr.port()),
+                config: MetadataConfig::default(),
+            }))
+        } else {
+            let params = TorrentParams {
+                info_hash: sim.info_hash,
+                our_peer_id: peer_id,
+                geometry,
+                have,
+                piece_priorities: Vec::new(),
+                config: config.clone(),
+                rng_seed,
+                info_bytes: Some(sim.info_bytes.clone()),
+                listen_port: Some(addr.port()),
+                private: sim.config.private,
+            };
+            Engine::Running(Torrent::new(params, sim.now))
         };
-        let torrent = Torrent::new(params, sim.now);
         let completed_at = spec.seed.then_some(Duration::ZERO);
         Node {
             id,
@@ -96,7 +131,14 @@ impl Node {
             peer_id,
             behaviour: spec.behaviour,
             link,
-            torrent,
+            engine,
+            config,
+            private: sim.config.private,
+            rng_seed,
+            geometry,
+            fetch_events: Vec::new(),
+            fetch_disconnects: Vec::new(),
+            fetched: None,
             storage,
             events: Vec::new(),
             disconnects: Vec::new(),
@@ -117,7 +159,7 @@ impl Node {
         source: &Bytes,
         piece_hashes: &[[u8; 20]],
     ) -> DiskDone {
-        let geometry = *self.torrent.geometry();
+        let geometry = self.geometry;
         match request {
             DiskRequest::Write { block, data } => {
                 let start = geometry.block_offset(block) as usize;
@@ -167,7 +209,7 @@ impl Node {
 
     pub(crate) fn on_event(&mut self, at: Duration, event: TorrentEvent, source: &[u8]) {
         if let TorrentEvent::PieceVerified(piece) = event {
-            let geometry = self.torrent.geometry();
+            let geometry = self.geometry;
             let start = geometry.piece_offset(piece) as usize;
             let range = start..start + geometry.piece_size(piece) as usize;
             if self.storage.get(range.clone()) != source.get(range) {
@@ -180,12 +222,63 @@ impl Node {
         self.events.push((at, event));
     }
 
+    /// The torrent engine (`None` while a magnet node fetches its metadata).
+    pub fn torrent(&self) -> Option<&Torrent> {
+        match &self.engine {
+            Engine::Running(torrent) => Some(torrent),
+            Engine::Fetching(_) => None,
+        }
+    }
+
+    /// Whether the engine reported a connection to `addr`.
+    pub fn connected_to(&self, addr: SocketAddr) -> bool {
+        self.events
+            .iter()
+            .any(|(_, e)| matches!(e, TorrentEvent::PeerConnected { addr: a, .. } if *a == addr))
+    }
+
+    /// A magnet node's fetch finished: start the torrent from the fetched metadata and dial the
+    /// peers the fetch knew.
+    pub(crate) fn start_from_metadata(&mut self, now: Instant, fetched: FetchedMetadata) {
+        let info = &fetched.info;
+        let geometry = info.geometry();
+        let params = TorrentParams {
+            info_hash: info.info_hash(),
+            our_peer_id: self.peer_id,
+            geometry,
+            have: Bitfield::new(geometry.piece_count()),
+            piece_priorities: Vec::new(),
+            config: self.config.clone(),
+            rng_seed: self.rng_seed,
+            info_bytes: Some(info.raw().clone()),
+            listen_port: Some(self.addr.port()),
+            private: self.private || info.is_private(),
+        };
+        let mut torrent = Torrent::new(params, now);
+        torrent.add_peer_addresses(now, fetched.peers.iter().copied(), PeerSource::Tracker);
+        self.geometry = geometry;
+        self.engine = Engine::Running(torrent);
+        self.fetched = Some(fetched);
+    }
+
     /// Pieces the engine reported verified.
     pub fn verified_pieces(&self) -> usize {
         self.events
             .iter()
             .filter(|(_, e)| matches!(e, TorrentEvent::PieceVerified(_)))
             .count()
+    }
+
+    /// Whether the given pieces of the node's storage equal the source.
+    pub fn storage_matches_pieces(&self, source: &[u8], pieces: &BTreeSet<u32>) -> bool {
+        pieces.iter().all(|&index| {
+            let Some(piece) = self.geometry.piece(index) else {
+                return false;
+            };
+            let start = self.geometry.piece_offset(piece) as usize;
+            let range = start..start + self.geometry.piece_size(piece) as usize;
+            self.storage.get(range.clone()) == source.get(range)
+        })
     }
 
     /// Whether the node's storage equals the source.
@@ -198,5 +291,82 @@ fn failure(message: &str) -> DiskFailure {
     DiskFailure {
         kind: DiskFailureKind::Other,
         message: message.to_owned(),
+    }
+}
+
+/// What drives a node: a torrent, or a magnet link's metadata fetch.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Engine {
+    Fetching(MetadataFetch),
+    Running(Torrent),
+}
+
+/// An output of either engine.
+#[derive(Debug)]
+pub(crate) enum NodeOutput {
+    Torrent(Output),
+    Fetch(MetadataOutput),
+}
+
+impl Engine {
+    pub(crate) fn add_peer_addresses(&mut self, now: Instant, addrs: Vec<SocketAddr>) {
+        match self {
+            Engine::Fetching(f) => f.add_peer_addresses(now, addrs, PeerSource::Tracker),
+            Engine::Running(t) => t.add_peer_addresses(now, addrs, PeerSource::Tracker),
+        }
+    }
+    pub(crate) fn handle_connected(&mut self, now: Instant, addr: SocketAddr) -> PeerKey {
+        match self {
+            Engine::Fetching(f) => f.handle_connected(now, addr),
+            Engine::Running(t) => t.handle_connected(now, addr),
+        }
+    }
+    pub(crate) fn handle_connect_failed(&mut self, now: Instant, addr: SocketAddr) {
+        match self {
+            Engine::Fetching(f) => f.handle_connect_failed(now, addr),
+            Engine::Running(t) => t.handle_connect_failed(now, addr),
+        }
+    }
+    pub(crate) fn handle_incoming(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        theirs: Handshake,
+    ) -> PeerKey {
+        match self {
+            Engine::Fetching(f) => f.handle_incoming(now, addr, theirs),
+            Engine::Running(t) => t.handle_incoming(now, addr, theirs),
+        }
+    }
+    pub(crate) fn handle_peer_data(&mut self, now: Instant, key: PeerKey, data: &[u8]) {
+        match self {
+            Engine::Fetching(f) => f.handle_peer_data(now, key, data),
+            Engine::Running(t) => t.handle_peer_data(now, key, data),
+        }
+    }
+    pub(crate) fn handle_peer_closed(&mut self, now: Instant, key: PeerKey) {
+        match self {
+            Engine::Fetching(f) => f.handle_peer_closed(now, key),
+            Engine::Running(t) => t.handle_peer_closed(now, key),
+        }
+    }
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Engine::Fetching(f) => f.handle_timeout(now),
+            Engine::Running(t) => t.handle_timeout(now),
+        }
+    }
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Engine::Fetching(f) => f.poll_timeout(),
+            Engine::Running(t) => t.poll_timeout(),
+        }
+    }
+    pub(crate) fn poll_output(&mut self) -> Option<NodeOutput> {
+        match self {
+            Engine::Fetching(f) => f.poll_output().map(NodeOutput::Fetch),
+            Engine::Running(t) => t.poll_output().map(NodeOutput::Torrent),
+        }
     }
 }

@@ -58,6 +58,9 @@ pub struct PeerOptions {
     /// Do not use the Mainline DHT (private torrents never use it anyway).
     #[arg(long)]
     pub no_dht: bool,
+    /// Announce and listen for peers on the local network (BEP 14 multicast).
+    #[arg(long)]
+    pub lsd: bool,
     /// Bootstrap the DHT from this node instead of the public routers (repeatable).
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_dht")]
     pub dht_bootstrap: Vec<String>,
@@ -182,6 +185,7 @@ async fn start_session(options: PeerOptions) -> anyhow::Result<Session> {
     config.listen_addr = options.listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
     let dht = (!options.no_dht).then(|| dht_config(config.listen_addr, &options.dht_bootstrap));
     config.dht = dht.clone();
+    config.lsd = options.lsd.then(shoal::lsd::LsdConfig::default);
     match Session::start(config.clone()).await {
         Ok(session) => Ok(session),
         Err(_) if options.listen.is_none() => {

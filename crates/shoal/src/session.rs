@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{AddTorrent, TorrentState, TorrentStatus};
 use crate::magnet_task::MagnetTask;
 use shoal_engine::metadata::{MetadataConfig, MetadataFetch, MetadataParams};
-use crate::dht::{DhtConfig, DhtHandle};
+use crate::dht::{DhtConfig, DhtHandle, PublicInfoHash};
+use crate::lsd::{LsdConfig, LsdHandle, LsdPeer};
 use crate::discovery::{self, DiscoveryHandle, DiscoveryParams};
 use crate::tracker::{TrackerClient, TrackerConfig};
 use crate::net::{self, Router};
@@ -46,6 +47,9 @@ pub struct SessionConfig {
     pub tracker: TrackerConfig,
     /// The Mainline DHT node; `None` (the library default) runs none. Front ends turn it on.
     pub dht: Option<DhtConfig>,
+    /// Local Service Discovery (BEP 14); `None` (the library default) runs none. Its
+    /// `listen_port` is replaced by the session's.
+    pub lsd: Option<LsdConfig>,
 }
 
 impl Default for SessionConfig {
@@ -58,6 +62,7 @@ impl Default for SessionConfig {
             state_dir: None,
             tracker: TrackerConfig::default(),
             dht: None,
+            lsd: None,
         }
     }
 }
@@ -94,8 +99,9 @@ pub struct Session {
     peer_id: PeerId,
     router: Router,
     disk: Arc<DiskPool>,
-    torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
+    torrents: Arc<Mutex<HashMap<InfoHash, TorrentHandle>>>,
     tracker_client: Option<Arc<TrackerClient>>,
+    lsd: Option<LsdHandle>,
     dht: Option<Arc<DhtHandle>>,
     cancel: CancellationToken,
 }
@@ -104,6 +110,8 @@ pub struct Session {
 #[derive(Debug, Clone)]
 pub struct TorrentHandle {
     info_hash: InfoHash,
+    /// Private torrents (BEP 27) use their trackers only: no DHT, PEX or LSD.
+    private: bool,
     status: watch::Receiver<TorrentStatus>,
     events: broadcast::Sender<TorrentEvent>,
     commands: mpsc::Sender<TorrentCommand>,
@@ -133,6 +141,10 @@ impl Session {
             Some(dht_config) => Some(Arc::new(start_dht(dht_config.clone(), config.state_dir.as_deref()).await?)),
             None => None,
         };
+        let torrents = Arc::new(Mutex::new(HashMap::new()));
+        let lsd = config.lsd.clone().and_then(|lsd_config| {
+            start_lsd(lsd_config, listen_addr.port(), Arc::clone(&torrents), cancel.child_token())
+        });
         Ok(Session {
             tracker_client,
             dht,
@@ -141,7 +153,8 @@ impl Session {
             peer_id: PeerId::shoal(rand::random()),
             router,
             disk: Arc::new(disk),
-            torrents: Mutex::new(HashMap::new()),
+            torrents,
+            lsd,
             cancel,
         })
     }
@@ -227,8 +240,10 @@ impl Session {
             self.cancel.child_token(),
         );
         tokio::spawn(task.run());
-        let handle = TorrentHandle { info_hash, status: status_rx, events, commands: commands_tx, discovery };
+        let private = meta.info.is_private();
+        let handle = TorrentHandle { info_hash, private, status: status_rx, events, commands: commands_tx, discovery };
         self.lock_torrents().insert(info_hash, handle.clone());
+        self.update_lsd();
         Ok(handle)
     }
 
@@ -366,6 +381,14 @@ impl Session {
     /// The session's folder for resume files, if it keeps them.
     pub fn state_dir(&self) -> Option<&std::path::Path> {
         self.config.state_dir.as_deref()
+    }
+
+    /// Tells LSD which torrents to announce: the public ones.
+    fn update_lsd(&self) {
+        if let Some(lsd) = &self.lsd {
+            let hashes = self.lock_torrents().values().filter_map(|h| PublicInfoHash::new(h.info_hash, h.private)).collect();
+            lsd.set_torrents(hashes);
+        }
     }
 
     /// Every torrent's handle.
@@ -540,4 +563,31 @@ fn magnet_status(magnet: &shoal_proto::magnet::Magnet) -> TorrentStatus {
         check_progress: 0.0,
         error: None,
     }
+}
+
+type TorrentMap = Arc<Mutex<HashMap<InfoHash, TorrentHandle>>>;
+
+/// Starts LSD and a task that hands each peer it finds to that torrent's task.
+fn start_lsd(mut config: LsdConfig, port: u16, torrents: TorrentMap, cancel: CancellationToken) -> Option<LsdHandle> {
+    config.listen_port = port;
+    let (handle, mut peers) = match LsdHandle::start(config) {
+        Ok(started) => started,
+        Err(error) => {
+            tracing::warn!(%error, "local service discovery unavailable");
+            return None;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let peer: LsdPeer = tokio::select! {
+                _ = cancel.cancelled() => return,
+                next = peers.recv() => match next { Some(p) => p, None => return },
+            };
+            let target = torrents.lock().ok().and_then(|map| map.get(&peer.info_hash).cloned());
+            if let Some(handle) = target.filter(|h| !h.private) {
+                let _ = handle.commands.send(TorrentCommand::AddPeers(vec![peer.addr], PeerSource::LocalDiscovery)).await;
+            }
+        }
+    });
+    Some(handle)
 }

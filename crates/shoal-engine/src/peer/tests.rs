@@ -227,11 +227,27 @@ fn a_later_piece_set_that_only_adds_pieces_counts_as_haves() {
     let mut later = Bitfield::new(10);
     later.set_index(2);
     later.set_index(7);
-    conn.handle_read(t0, &wire(&[Message::HaveNone, Message::Have { index: 2 }, Message::Bitfield(later.to_wire())]))
-        .unwrap();
+    conn.handle_read(
+        t0,
+        &wire(&[
+            Message::HaveNone,
+            Message::Have { index: 2 },
+            Message::Bitfield(later.to_wire()),
+        ]),
+    )
+    .unwrap();
     let g = geometry();
-    let haves: Vec<PeerEvent> = events(&mut conn).into_iter().filter(|e| matches!(e, PeerEvent::Have(_))).collect();
-    assert_eq!(haves, vec![PeerEvent::Have(g.piece(2).unwrap()), PeerEvent::Have(g.piece(7).unwrap())]);
+    let haves: Vec<PeerEvent> = events(&mut conn)
+        .into_iter()
+        .filter(|e| matches!(e, PeerEvent::Have(_)))
+        .collect();
+    assert_eq!(
+        haves,
+        vec![
+            PeerEvent::Have(g.piece(2).unwrap()),
+            PeerEvent::Have(g.piece(7).unwrap())
+        ]
+    );
     let taken_back = conn.handle_read(t0, &wire(&[Message::Bitfield(Bitfield::new(10).to_wire())]));
     assert_eq!(taken_back, Err(PeerError::SecondBitfield));
 }

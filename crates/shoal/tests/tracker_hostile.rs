@@ -349,10 +349,14 @@ fn udp_url(addr: SocketAddr) -> TrackerUrl {
 #[tokio::test]
 async fn udp_replies_with_the_wrong_transaction_id_are_ignored_and_retried() {
     let (addr, connects, announces) = udp_tracker(UdpMisbehaviour::WrongTransactionIdFirst).await;
-    let reply = client()
-        .announce(&udp_url(addr), &announce())
-        .await
-        .unwrap();
+    // Waits long enough that a busy machine cannot turn a prompt reply into a timeout.
+    let patient = TrackerClient::new(TrackerConfig {
+        udp_base_timeout: Duration::from_millis(400),
+        udp_bind_v4: "127.0.0.1:0".parse().unwrap(),
+        ..TrackerConfig::default()
+    })
+    .unwrap();
+    let reply = patient.announce(&udp_url(addr), &announce()).await.unwrap();
     assert_eq!(reply.peers, vec!["127.0.0.9:9".parse().unwrap()]);
     assert_eq!((reply.seeders, reply.leechers), (Some(1), Some(2)));
     assert_eq!(

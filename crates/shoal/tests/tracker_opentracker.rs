@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal::tracker::{
@@ -26,48 +27,72 @@ struct Opentracker {
 }
 
 impl Opentracker {
+    /// Starts one on a free port. Tests run in parallel: starts are serialized until the
+    /// instance answers (a bound port is not handed out again by `bind(:0)`), each instance's
+    /// whitelist holds its own probe hash, and an instance that exits is retried on another port.
     fn start(allowed: &[InfoHash]) -> Self {
+        static INSTANCES: AtomicU32 = AtomicU32::new(0);
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..10 {
+            let n = INSTANCES.fetch_add(1, Ordering::SeqCst);
+            let mut probe = [0xfe; 20];
+            probe[..4].copy_from_slice(&std::process::id().to_be_bytes());
+            probe[4..8].copy_from_slice(&n.to_be_bytes());
+            if let Some(tracker) = Self::try_start(allowed, InfoHash(probe)) {
+                return tracker;
+            }
+        }
+        panic!("opentracker did not start");
+    }
+
+    fn try_start(allowed: &[InfoHash], probe: InfoHash) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         // opentracker chroots into the directory and drops to `nobody`, who must read the list.
         set_mode(dir.path(), 0o755);
-        let mut list: String = allowed
+        let list: String = allowed
             .iter()
+            .chain([&probe])
             .map(|h| format!("{}\n", h.to_hex()))
             .collect();
-        list.push_str(&format!("{}\n", PROBE.to_hex()));
         std::fs::write(dir.path().join("whitelist"), list).unwrap();
         set_mode(&dir.path().join("whitelist"), 0o644);
-        let port = free_tcp_and_udp_port();
+        let port = free_tcp_and_udp_port().to_string();
         let child = Command::new("opentracker")
             .args([
                 "-i",
                 "127.0.0.1",
                 "-p",
-                &port.to_string(),
+                &port,
                 "-P",
-                &port.to_string(),
+                &port,
+                "-w",
+                "whitelist",
+                "-d",
             ])
-            .arg("-d")
             .arg(dir.path())
-            .args(["-w", "whitelist"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("opentracker is installed (Debian package opentracker)");
-        let tracker = Opentracker {
+        let mut tracker = Opentracker {
             child,
-            port,
+            port: port.parse().unwrap(),
             _dir: dir,
         };
-        // It listens before it has read its whitelist: wait until a `stopped` announce for the
-        // probe hash (which registers nobody) is no longer refused.
+        // It listens before it has read its whitelist: wait until an announce for the probe hash
+        // (a torrent no test uses) is no longer refused. It must be `started`: opentracker does
+        // not check the whitelist for `stopped`.
         for _ in 0..100 {
-            if probe_is_authorized(port) {
-                return tracker;
+            if probe_is_authorized(tracker.port, probe) {
+                return Some(tracker);
+            }
+            if tracker.child.try_wait().unwrap().is_some() {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("opentracker did not start on port {port}");
+        None
     }
 
     fn http(&self) -> TrackerUrl {
@@ -86,18 +111,16 @@ impl Drop for Opentracker {
     }
 }
 
-/// An infohash every test tracker lists, used to see that the whitelist is loaded.
-const PROBE: InfoHash = InfoHash([0xfe; 20]);
-
-fn probe_is_authorized(port: u16) -> bool {
+fn probe_is_authorized(port: u16, probe: InfoHash) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    let request = format!(
+    let request =
+        format!(
         "GET /announce?info_hash={}&peer_id=-SH0100-probeprobepr&port=1&uploaded=0&downloaded=0\
-         &left=0&event=stopped&compact=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-        "%FE".repeat(20)
+         &left=0&event=started&compact=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+        probe.0.iter().map(|b| format!("%{b:02X}")).collect::<String>()
     );
     let mut reply = Vec::new();
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));

@@ -4,6 +4,7 @@
 //! this file only dispatches. Errors are printed once, with their causes, and exit with code 1.
 
 mod cmd_create;
+mod cmd_daemon;
 mod cmd_demo;
 mod cmd_download;
 mod cmd_info;
@@ -31,6 +32,8 @@ enum Command {
     Seed(cmd_download::SeedArgs),
     /// Seed a generated sample from one shoal and download it with another, on 127.0.0.1.
     Demo(cmd_demo::DemoArgs),
+    /// Run as a service: web UI, JSON API and Transmission RPC on 127.0.0.1:9091.
+    Daemon(cmd_daemon::DaemonArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Download(args) => cmd_download::download(args),
         Command::Seed(args) => cmd_download::seed(args),
         Command::Demo(args) => cmd_demo::demo(args),
+        Command::Daemon(args) => cmd_daemon::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

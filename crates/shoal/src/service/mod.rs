@@ -1,0 +1,403 @@
+//! `shoal::service`: the one facade every front end uses (the HTTP JSON API, the Transmission
+//! RPC layer, the web UI through the API, the daemon command).
+//!
+//! A [`Service`] owns a [`Session`] and remembers, in its state folder, every torrent it was
+//! given and that torrent's settings (folder, paused, wanted files and priorities, sequential
+//! mode, rate limits), so that a restart brings back the same torrents; the session's resume
+//! files bring back their progress. Every change is saved at once (atomically, see [`store`]).
+//! Mutating calls are serialized by one async lock; reads take snapshots and never wait on it.
+//!
+//! Known gaps, each a typed error or a documented no-op rather than a silent lie:
+//! - adding by magnet link returns [`ServiceError::NotSupportedYet`] until the session fetches
+//!   metadata (BEP 9) itself;
+//! - rate limits (global and per torrent) are accepted, stored and reported, but not enforced yet.
+
+pub mod config;
+pub mod credentials;
+pub mod store;
+pub mod types;
+
+mod ops;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use shoal_proto::metainfo::Metainfo;
+use shoal_proto::InfoHash;
+use tokio::sync::broadcast;
+
+use crate::api::{TorrentState, TorrentStatus};
+use crate::session::{Session, SessionError};
+use store::{PathPolicyError, StateStore, StoredTorrent, TorrentList};
+pub use types::*;
+
+/// Largest .torrent accepted (by upload or URL).
+pub const MAX_METAINFO_BYTES: usize = 10 * 1024 * 1024;
+
+/// Why a facade call failed. Front ends map these to their own error shapes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    #[error("no torrent {key}")]
+    NotFound { key: String },
+    #[error("the torrent {info_hash} is already added")]
+    Duplicate {
+        info_hash: String,
+        id: u32,
+        name: String,
+    },
+    #[error("invalid torrent: {0}")]
+    InvalidTorrent(#[from] shoal_proto::metainfo::MetainfoError),
+    #[error("not supported yet: {what}")]
+    NotSupportedYet { what: &'static str },
+    #[error("download folder refused: {0}")]
+    PathRefused(#[from] PathPolicyError),
+    #[error("cannot fetch {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("invalid request: {message}")]
+    InvalidRequest { message: String },
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// How a request names a torrent: its number or its infohash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TorrentRef {
+    Id(u32),
+    Hash(InfoHash),
+}
+
+impl std::str::FromStr for TorrentRef {
+    type Err = ServiceError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(id) = text.parse::<u32>() {
+            return Ok(TorrentRef::Id(id));
+        }
+        InfoHash::parse(text)
+            .map(TorrentRef::Hash)
+            .map_err(|_| ServiceError::NotFound {
+                key: text.chars().take(64).collect(),
+            })
+    }
+}
+
+/// Where the service keeps things and what it allows.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    pub state_dir: PathBuf,
+    /// Default folder for new torrents (until changed through the session settings).
+    pub download_dir: PathBuf,
+    /// Folders downloads may go under.
+    pub download_roots: Vec<PathBuf>,
+}
+
+/// The facade. Share it as `Arc<Service>`.
+#[derive(Debug)]
+pub struct Service {
+    session: Session,
+    store: StateStore,
+    roots: Vec<PathBuf>,
+    state: Mutex<State>,
+    /// Serializes mutating operations.
+    ops: Arc<tokio::sync::Mutex<()>>,
+    events: broadcast::Sender<ServiceEvent>,
+    started: Instant,
+}
+
+#[derive(Debug)]
+struct State {
+    list: TorrentList,
+    settings: SessionSettings,
+    metas: HashMap<String, Arc<Metainfo>>,
+}
+
+impl Service {
+    /// Takes over a started session and brings back the saved torrents (each checked against
+    /// its resume file). Torrents that cannot be restored are logged and kept in the list, shown
+    /// with an error.
+    pub async fn open(
+        session: Session,
+        options: ServiceOptions,
+    ) -> Result<Arc<Service>, ServiceError> {
+        let store = StateStore::new(options.state_dir.clone());
+        std::fs::create_dir_all(store.dir()).map_err(|source| ServiceError::Io {
+            what: format!("create {}", store.dir().display()),
+            source,
+        })?;
+        let settings = store.load_settings().unwrap_or(SessionSettings {
+            download_dir: options.download_dir.clone(),
+            download_limit: None,
+            upload_limit: None,
+        });
+        let list = store.load_list();
+        let (events, _) = broadcast::channel(1024);
+        let service = Arc::new(Service {
+            session,
+            store,
+            roots: options.download_roots,
+            state: Mutex::new(State {
+                list: list.clone(),
+                settings,
+                metas: HashMap::new(),
+            }),
+            ops: Arc::new(tokio::sync::Mutex::new(())),
+            events,
+            started: Instant::now(),
+        });
+        for stored in list.torrents {
+            if let Err(error) = service.restore(&stored).await {
+                tracing::error!(torrent = %stored.info_hash, %error, "could not restore a torrent");
+            }
+        }
+        Ok(service)
+    }
+
+    /// The session underneath (for its listen address and the like).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Folders downloads may go under.
+    pub fn download_roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServiceEvent> {
+        self.events.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn emit(&self, event: ServiceEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Finds a stored torrent.
+    fn find(&self, key: TorrentRef) -> Result<(StoredTorrent, Arc<Metainfo>), ServiceError> {
+        let state = self.lock();
+        let stored = state.list.torrents.iter().find(|t| match key {
+            TorrentRef::Id(id) => t.id == id,
+            TorrentRef::Hash(h) => t.info_hash == h.to_hex(),
+        });
+        let not_found = || ServiceError::NotFound {
+            key: match key {
+                TorrentRef::Id(id) => id.to_string(),
+                TorrentRef::Hash(h) => h.to_hex(),
+            },
+        };
+        let stored = stored.cloned().ok_or_else(not_found)?;
+        let meta = state
+            .metas
+            .get(&stored.info_hash)
+            .cloned()
+            .ok_or_else(not_found)?;
+        Ok((stored, meta))
+    }
+
+    /// Every torrent, in the order they were added.
+    pub fn list(&self) -> Vec<TorrentView> {
+        let state = self.lock();
+        state
+            .list
+            .torrents
+            .iter()
+            .filter_map(|t| {
+                let meta = state.metas.get(&t.info_hash)?;
+                Some(self.view(t, meta))
+            })
+            .collect()
+    }
+
+    /// Ids of every torrent.
+    pub fn ids(&self) -> Vec<u32> {
+        self.lock().list.torrents.iter().map(|t| t.id).collect()
+    }
+
+    fn handle_of(&self, stored: &StoredTorrent) -> Option<crate::session::TorrentHandle> {
+        InfoHash::parse(&stored.info_hash)
+            .ok()
+            .and_then(|h| self.session.torrent(h))
+    }
+
+    fn view(&self, t: &StoredTorrent, meta: &Metainfo) -> TorrentView {
+        let status = match self.handle_of(t) {
+            Some(handle) => handle.status(),
+            None => placeholder_status(meta),
+        };
+        let progress = if status.wanted_bytes == 0 {
+            1.0
+        } else {
+            (status.wanted_bytes - status.left_bytes.min(status.wanted_bytes)) as f64
+                / status.wanted_bytes as f64
+        };
+        TorrentView {
+            id: t.id,
+            info_hash: t.info_hash.clone(),
+            name: t.name.clone(),
+            state: status.state,
+            progress,
+            total_bytes: status.total_bytes,
+            wanted_bytes: status.wanted_bytes,
+            left_bytes: status.left_bytes,
+            verified_bytes: status.verified_bytes,
+            downloaded_bytes: status.downloaded_bytes,
+            uploaded_bytes: status.uploaded_bytes,
+            download_rate: status.download_rate,
+            upload_rate: status.upload_rate,
+            peers: status.peers,
+            hash_failures: status.hash_failures,
+            piece_count: status.piece_count,
+            verified_pieces: status.verified_pieces,
+            check_progress: status.check_progress,
+            download_dir: t.download_dir.clone(),
+            sequential: t.sequential,
+            download_limit: t.download_limit,
+            upload_limit: t.upload_limit,
+            added_at: t.added_at,
+            error: status.error,
+        }
+    }
+
+    /// One torrent in full: files, trackers, peers and its piece map.
+    pub async fn get(&self, key: TorrentRef) -> Result<TorrentDetail, ServiceError> {
+        let (stored, meta) = self.find(key)?;
+        let torrent = self.view(&stored, &meta);
+        let inspection = match self.handle_of(&stored) {
+            Some(handle) => handle.inspect().await.unwrap_or_default(),
+            None => Default::default(),
+        };
+        Ok(ops::detail(torrent, &stored, &meta, inspection))
+    }
+
+    /// The session settings and facts.
+    pub fn session_info(&self) -> SessionInfo {
+        SessionInfo {
+            settings: self.lock().settings.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            peer_port: self.session.listen_addr().port(),
+            download_roots: self.roots.clone(),
+        }
+    }
+
+    /// Changes session settings; a new download folder must be under a root.
+    pub async fn set_session(
+        &self,
+        update: SessionSettingsUpdate,
+    ) -> Result<SessionInfo, ServiceError> {
+        let _guard = self.ops.lock().await;
+        let dir = match &update.download_dir {
+            Some(dir) => Some(store::check_download_dir(dir, &self.roots)?),
+            None => None,
+        };
+        let settings = {
+            let mut state = self.lock();
+            if let Some(dir) = dir {
+                state.settings.download_dir = dir;
+            }
+            if let Some(limit) = update.download_limit {
+                state.settings.download_limit = limit;
+            }
+            if let Some(limit) = update.upload_limit {
+                state.settings.upload_limit = limit;
+            }
+            state.settings.clone()
+        };
+        self.store
+            .save_settings(&settings)
+            .map_err(|source| ServiceError::Io {
+                what: "save settings".into(),
+                source,
+            })?;
+        Ok(self.session_info())
+    }
+
+    /// Session figures.
+    pub fn stats(&self) -> SessionStats {
+        let mut stats = SessionStats {
+            disk_queue_depth: self.session.disk_queue_depth(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            ..SessionStats::default()
+        };
+        for view in self.list() {
+            stats.torrents += 1;
+            match view.state {
+                TorrentState::Checking => stats.checking += 1,
+                TorrentState::Downloading => stats.downloading += 1,
+                TorrentState::Seeding => stats.seeding += 1,
+                TorrentState::Paused => stats.paused += 1,
+                TorrentState::Error => stats.errored += 1,
+            }
+            stats.download_rate += view.download_rate;
+            stats.upload_rate += view.upload_rate;
+            stats.downloaded_bytes += view.downloaded_bytes;
+            stats.uploaded_bytes += view.uploaded_bytes;
+            stats.peers += view.peers;
+            stats.hash_failures += view.hash_failures;
+        }
+        stats
+    }
+
+    /// Stops every torrent (each flushes, saves its resume file and tells its trackers
+    /// `stopped`), saves the list, and shuts the session down when no one else holds the service.
+    pub async fn shutdown(self: Arc<Self>) {
+        let _guard = self.ops.lock().await;
+        for handle in self.session.torrents() {
+            handle.stop().await;
+        }
+        if let Err(error) = self.save_list() {
+            tracing::error!(%error, "could not save the torrent list");
+        }
+        drop(_guard);
+        if let Ok(service) = Arc::try_unwrap(self) {
+            service.session.shutdown().await;
+        }
+    }
+
+    fn save_list(&self) -> std::io::Result<()> {
+        let list = self.lock().list.clone();
+        self.store.save_list(&list)
+    }
+}
+
+/// What a torrent shows while the session does not run it (being checked again, or failed).
+fn placeholder_status(meta: &Metainfo) -> TorrentStatus {
+    let total = meta.info.total_len();
+    TorrentStatus {
+        info_hash: meta.info_hash().to_hex(),
+        name: meta.info.name().to_owned(),
+        state: TorrentState::Checking,
+        total_bytes: total,
+        wanted_bytes: total,
+        verified_bytes: 0,
+        left_bytes: total,
+        piece_count: meta.info.piece_count(),
+        verified_pieces: 0,
+        downloaded_bytes: 0,
+        uploaded_bytes: 0,
+        download_rate: 0,
+        upload_rate: 0,
+        peers: 0,
+        hash_failures: 0,
+        check_progress: 0.0,
+        error: None,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

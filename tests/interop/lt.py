@@ -20,6 +20,16 @@ Every session turns off DHT, LSD, UPnP and NAT-PMP, allows several connections f
 loopback peers share an address), and by default speaks TCP only (`--utp` turns uTP on) so a peer
 that has no uTP costs no fallback delay. Trackers listed in the torrent are dropped unless
 `--tracker-ok`; `--tracker URL` adds one at run time.
+
+DHT (for discovery tests on loopback; never the public routers): `--dht` turns libtorrent's DHT
+on with its loopback restrictions off, and `--dht-node IP:PORT` (repeatable) puts a node in its
+routing table with `add_dht_node` (nodes in `dht_bootstrap_nodes` count as routers and never
+enter the table). A DHT session prints `{"event": "dht_announce" | "dht_get_peers",
+"info_hash", "from"}` for every announce or lookup it *receives*, so a test can watch what a peer
+sends to the DHT; `seed --dht` re-announces every few seconds and prints `{"event":
+"dht_announced"}` after each announce it sent got replies. `dht-node` runs a DHT-only session
+(no torrent) that prints `READY port=N` and those events until killed. `--log-peers` prints
+`{"event": "peer_connected", "addr", "direction"}` for every peer connection.
 """
 
 import argparse
@@ -75,11 +85,20 @@ def make_session(args):
         "announce_to_all_trackers": True,
         "announce_to_all_tiers": True,
     }
+    if getattr(args, "dht", False):
+        settings.update(DHT_SETTINGS)
+        settings["alert_mask"] |= (lt.alert.category_t.dht_notification
+                                   | lt.alert.category_t.dht_operation_notification
+                                   | lt.alert.category_t.connect_notification)
+    if getattr(args, "log_peers", False):
+        settings["alert_mask"] |= lt.alert.category_t.connect_notification
     if host not in ("0.0.0.0", "::"):
         # Make outgoing connections come from our own address: Transmission drops peers whose
         # source address equals its own.
         settings["outgoing_interfaces"] = host
     ses = lt.session(settings)
+    for node in getattr(args, "dht_node", []):
+        ses.add_dht_node(split_addr(node))
     if args.upload_limit or args.download_limit:
         # Loopback and private peers sit in the unlimited local class; put everyone in the global
         # class so the limits above really apply.
@@ -87,6 +106,20 @@ def make_session(args):
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
         ses.set_peer_class_filter(everyone)
     return ses
+
+
+# A DHT on loopback: no public routers, and none of the checks that drop 127.0.0.0/8 nodes,
+# several nodes on one IP, or node ids not derived from the IP.
+DHT_SETTINGS = {
+    "enable_dht": True,
+    "dht_bootstrap_nodes": "",
+    "dht_restrict_routing_ips": False,
+    "dht_restrict_search_ips": False,
+    "dht_prefer_verified_node_ids": False,
+    "dht_enforce_node_id": False,
+    "dht_ignore_dark_internet": False,
+    "dht_read_only": False,
+}
 
 
 ENC = {
@@ -136,6 +169,7 @@ class Alerts:
         self.checked = False
         self.announced = False
         self.tracker_errors = []
+        self.dht_announced = False
 
     def pump(self, wait_ms=200):
         self.ses.wait_for_alert(wait_ms)
@@ -157,6 +191,20 @@ class Alerts:
                 emit({"event": "tracker_error", "message": a.message()})
             elif isinstance(a, lt.tracker_announce_alert):
                 emit({"event": "announcing", "url": a.url})
+            elif isinstance(a, lt.dht_announce_alert):
+                emit({"event": "dht_announce", "info_hash": str(a.info_hash),
+                      "from": f"{a.ip}:{a.port}"})
+            elif isinstance(a, lt.dht_get_peers_alert):
+                emit({"event": "dht_get_peers", "info_hash": str(a.info_hash)})
+            elif isinstance(a, lt.dht_reply_alert):
+                self.dht_announced = True
+                emit({"event": "dht_announced", "peers": a.num_peers})
+            elif isinstance(a, lt.peer_connect_alert):
+                ip, port = a.endpoint
+                emit({"event": "peer_connected", "addr": f"{ip}:{port}"})
+            elif isinstance(a, lt.incoming_connection_alert):
+                ip, port = a.endpoint
+                emit({"event": "peer_connected", "addr": f"{ip}:{port}", "direction": "in"})
 
     def wait(self, what, condition, timeout):
         deadline = time.monotonic() + timeout
@@ -184,10 +232,15 @@ def cmd_seed(args):
     print(f"READY port={alerts.port}", flush=True)
     connect_peers(handle, args.peer)
     last_peers = 0.0
+    last_dht = 0.0
     seen = None
     while True:
         alerts.pump(500)
         now = time.monotonic()
+        if args.dht and now - last_dht > 3.0:
+            # Announce early and often: a test waits for its DHT node to hold our address.
+            handle.force_dht_announce()
+            last_dht = now
         if args.peer and now - last_peers > 5.0:
             # A leecher started after us may not have been listening yet: keep knocking.
             connect_peers(handle, args.peer)
@@ -235,6 +288,24 @@ def cmd_leech(args):
     emit({"event": "done", "bytes": info.total_size(), "seconds": round(seconds, 3),
           "payload_downloaded": st.total_payload_download, "pieces": info.num_pieces(),
           "infohash": str(info.info_hash())})
+
+
+def cmd_dht_node(args):
+    args.dht = True
+    args.utp = False
+    args.encryption = "enabled"
+    args.upload_limit = args.download_limit = 0
+    ses = make_session(args)
+    alerts = Alerts(ses)
+    alerts.wait("listening", lambda: alerts.port is not None, 10.0)
+    print(f"READY port={alerts.port}", flush=True)
+    last = None
+    while True:
+        alerts.pump(500)
+        nodes = ses.status().dht_nodes
+        if nodes != last:
+            emit({"event": "dht_nodes", "nodes": nodes})
+            last = nodes
 
 
 def cmd_check(args):
@@ -286,6 +357,14 @@ def session_args(p):
     p.add_argument("--upload-limit", type=int, default=0, help="bytes/s, 0 = unlimited")
     p.add_argument("--download-limit", type=int, default=0, help="bytes/s, 0 = unlimited")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds")
+    dht_args(p)
+    p.add_argument("--log-peers", action="store_true", help="print every peer connection")
+
+
+def dht_args(p):
+    p.add_argument("--dht", action="store_true", help="DHT on (loopback nodes only)")
+    p.add_argument("--dht-node", action="append", default=[],
+                   help="IP:PORT of a DHT node to add to the routing table (repeatable)")
 
 
 def main():
@@ -316,8 +395,11 @@ def main():
     make.add_argument("--tracker", action="append", default=[])
     make.add_argument("--private", action="store_true")
     make.add_argument("--v2", action="store_true", help="hybrid v1+v2 (default: v1 only)")
+    node = sub.add_parser("dht-node", help="a DHT-only node that reports what it receives")
+    node.add_argument("--listen", default="127.0.0.1:0")
+    node.add_argument("--dht-node", action="append", default=[])
     args = parser.parse_args()
-    {"seed": cmd_seed, "leech": cmd_leech, "check": cmd_check,
+    {"seed": cmd_seed, "leech": cmd_leech, "check": cmd_check, "dht-node": cmd_dht_node,
      "make-torrent": cmd_make_torrent}[args.cmd](args)
 
 

@@ -73,6 +73,10 @@ pub fn router(service: Arc<Service>, config: HttpConfig, shutdown: CancellationT
             "/transmission/rpc",
             axum::routing::post(rpc::handle).get(rpc::handle_get),
         )
+        .route(
+            "/transmission/rpc/",
+            axum::routing::post(rpc::handle).get(rpc::handle_get),
+        )
         .route("/metrics", axum::routing::get(metrics::handle))
         .merge(web::routes())
         .fallback(web::not_found)

@@ -17,6 +17,8 @@ use super::{unix_now, Service, ServiceError, TorrentRef, MAX_METAINFO_BYTES};
 use crate::api::{AddTorrent, TorrentInspection};
 use crate::session::TorrentHandle;
 
+/// How long a pause or resume waits for the torrent's status to show it.
+const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long fetching a .torrent by URL may take.
 const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -150,6 +152,12 @@ impl Service {
         }
         if !stored.paused {
             handle.resume().await;
+            let mut status = handle.watch_status();
+            let shown = status.wait_for(|s| {
+                use crate::api::TorrentState::{Downloading, Seeding};
+                matches!(s.state, Downloading | Seeding)
+            });
+            let _ = tokio::time::timeout(STATUS_WAIT, shown).await;
         }
         spawn_event_forwarder(&handle, self.events.clone());
         Ok(())
@@ -190,6 +198,11 @@ impl Service {
             } else {
                 handle.resume().await;
             }
+            // Answer once the status shows it, so that a client reading right after sees it.
+            let mut status = handle.watch_status();
+            let shown =
+                status.wait_for(|s| (s.state == crate::api::TorrentState::Paused) == paused);
+            let _ = tokio::time::timeout(STATUS_WAIT, shown).await;
         }
         self.update(stored.id, |t| t.paused = paused)?;
         let info_hash = stored.info_hash;

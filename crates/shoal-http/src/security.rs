@@ -137,7 +137,12 @@ pub fn host_name(authority: &str) -> &str {
 }
 
 /// The middleware: host, credentials, cross-site.
-pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn check(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
     let security = &state.security;
     if !security.host_allowed(request.headers()) {
         return (
@@ -146,10 +151,7 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
         )
             .into_response();
     }
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = Some(peer.ip());
     if security.needs_credentials(peer) && !security.credentials_ok(request.headers()) {
         return (
             StatusCode::UNAUTHORIZED,

@@ -24,20 +24,27 @@
 //! set `SHOAL_KEEP_INTEROP=1` to keep them always.
 //!
 //! Layout: [`process`] (child processes with log files), [`data`] (data sets, torrents, tree
-//! comparison, ports), [`netns`], [`trackers`], [`clients`] (the four reference clients).
+//! comparison, ports), [`content`] (a file or folder and its torrent), [`netns`], [`trackers`],
+//! [`clients`] (the four reference clients), [`inproc`] (shoal as a library in the test
+//! process, for its engine events) and [`wire`] (a raw peer-wire client for hostile tests).
 #![allow(dead_code, unused_imports)]
 
 pub mod clients;
+pub mod content;
 pub mod data;
+pub mod inproc;
 pub mod netns;
 pub mod process;
 pub mod trackers;
+pub mod wire;
 
 pub use clients::{leech, seed, Kind, RefClient, RunningClient, Summary};
+pub use content::{Content, Seeded};
 pub use data::{
     assert_same_tree, free_port, loopback, make_torrent, tree_digest, write_dataset,
     write_random_file, TorrentFile, WorkDir,
 };
+pub use inproc::InProcShoal;
 pub use netns::Netns;
 pub use process::Proc;
 pub use trackers::{OpenTracker, PeerListTracker};

@@ -116,6 +116,7 @@ pub struct RefClient {
     trackers: Vec<String>,
     ready_timeout: Duration,
     shoal_log: Option<String>,
+    upload_limit: Option<u32>,
 }
 
 /// Starts `kind` seeding `torrent` from `data_dir` (the folder holding the torrent's content),
@@ -149,7 +150,17 @@ impl RefClient {
             trackers: Vec::new(),
             ready_timeout: Duration::from_secs(30),
             shoal_log: None,
+            upload_limit: None,
         }
+    }
+
+    /// Caps the client's upload rate at `bytes_per_sec`, loopback peers included (libtorrent:
+    /// a peer-class filter puts them in the global class; qBittorrent: rate limits applied to
+    /// LAN peers, then `transfer/setUploadLimit`; aria2: `--max-upload-limit`). Transmission
+    /// and shoal refuse it. Use it to make a fast seeder share a download with slower ones.
+    pub fn upload_limit(mut self, bytes_per_sec: u32) -> RefClient {
+        self.upload_limit = Some(bytes_per_sec);
+        self
     }
 
     /// For [`Kind::Shoal`]: its `RUST_LOG` filter (default: the test's own `RUST_LOG`, else
@@ -210,6 +221,9 @@ impl RefClient {
         std::fs::create_dir_all(dir)?;
         let dir = std::fs::canonicalize(dir)?;
         let role_name = if role == Role::Seed { "seed" } else { "leech" };
+        if self.upload_limit.is_some() && matches!(self.kind, Kind::Transmission | Kind::Shoal) {
+            bail!("upload_limit is not implemented for {}", self.kind.name());
+        }
         let work = WorkDir::new(&format!("{}-{role_name}", self.kind.name()))?;
         let mut client = RunningClient {
             kind: self.kind,
@@ -269,6 +283,9 @@ impl Start<'_> {
         for url in &self.client.trackers {
             cmd.args(["--tracker", url]);
         }
+        if let Some(limit) = self.client.upload_limit {
+            cmd.args(["--upload-limit", &limit.to_string()]);
+        }
         let seeding = c.role == Role::Seed;
         let proc = c.spawn("lt.py", cmd)?;
         if seeding {
@@ -297,6 +314,9 @@ impl Start<'_> {
                 "--allow-overwrite=true",
                 "--auto-file-renaming=false",
             ]);
+        if let Some(limit) = self.client.upload_limit {
+            cmd.arg(format!("--max-upload-limit={limit}"));
+        }
         let mut trackers = self.client.trackers.clone();
         if c.role == Role::Seed {
             cmd.args(["--bt-seed-unverified=true", "--seed-ratio=0.0"]);

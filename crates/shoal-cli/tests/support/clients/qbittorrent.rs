@@ -34,7 +34,11 @@ pub(super) fn start(ctx: &Start<'_>, c: &mut RunningClient) -> Result<()> {
     let profile = c.work.join("qbittorrent");
     let config_dir = profile.join("qBittorrent/config");
     std::fs::create_dir_all(&config_dir)?;
-    std::fs::write(config_dir.join("qBittorrent.conf"), config(c, webui))?;
+    let limited = ctx.client.upload_limit.is_some();
+    std::fs::write(
+        config_dir.join("qBittorrent.conf"),
+        config(c, webui, limited),
+    )?;
     let mut cmd = command_in(c.netns.as_ref(), "qbittorrent-nox");
     cmd.arg(format!("--profile={}", profile.display()));
     c.spawn("qbittorrent-nox", cmd)?;
@@ -54,6 +58,14 @@ pub(super) fn start(ctx: &Start<'_>, c: &mut RunningClient) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    if let Some(limit) = ctx.client.upload_limit {
+        let limit = limit.to_string();
+        api.post(
+            c.netns.as_ref(),
+            "transfer/setUploadLimit",
+            &[("limit", &limit)],
+        )?;
+    }
     api.add(c, ctx)?;
     for url in &ctx.client.trackers {
         let form = [("hash", api.hash.as_str()), ("urls", url.as_str())];
@@ -69,12 +81,32 @@ pub(super) fn start(ctx: &Start<'_>, c: &mut RunningClient) -> Result<()> {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+        wait_takes_peers(c, &api.hash, deadline)?;
     }
     c.control = Control::Qbittorrent(api);
     Ok(())
 }
 
-fn config(c: &RunningClient, webui: SocketAddr) -> String {
+/// The profile's `qBittorrent.conf`; `limited` applies rate limits to LAN (and loopback) peers.
+/// For about a second after its Web API reports a torrent seeding (`stalledUP`), qBittorrent
+/// closes incoming peer connections before answering their handshake (a peer that dials then
+/// backs off for 15-30 s): wait until a handshake is answered. On the host only (a probe
+/// from inside a namespace would need a helper process there).
+fn wait_takes_peers(c: &RunningClient, hash: &str, deadline: Instant) -> Result<()> {
+    if c.netns.is_some() {
+        return Ok(());
+    }
+    let info_hash = super::super::wire::infohash_from_hex(hash)?;
+    while !super::super::wire::answers_handshake(c.addr, &info_hash, Duration::from_secs(2)) {
+        if Instant::now() > deadline {
+            bail!("qBittorrent on {} never answered a handshake", c.addr);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn config(c: &RunningClient, webui: SocketAddr, limited: bool) -> String {
     let ip = c.addr.ip();
     let port = c.addr.port();
     let save = c.dir.display();
@@ -88,13 +120,14 @@ fn config(c: &RunningClient, webui: SocketAddr) -> String {
          Session\\DefaultSavePath={save}\nSession\\TempPathEnabled=false\n\
          Session\\AddExtensionToIncompleteFiles=false\nSession\\BTProtocol=TCP\n\
          Session\\AnnounceToAllTrackers=true\nSession\\TorrentContentLayout=Original\n\
-         Session\\IgnoreLimitsOnLAN=true\n\n\
+         Session\\IgnoreLimitsOnLAN={}\n\n\
          [Preferences]\n\
          Connection\\PortRangeMin={port}\nConnection\\UPnP=false\n\
          Connection\\ResolvePeerCountries=false\nGeneral\\Locale=en\n\
          WebUI\\Enabled=true\nWebUI\\Address={}\nWebUI\\Port={}\nWebUI\\LocalHostAuth=false\n\
          WebUI\\CSRFProtection=false\nWebUI\\HostHeaderValidation=false\nWebUI\\UseUPnP=false\n\n\
          [Network]\nPortForwardingEnabled=false\n",
+        !limited,
         webui.ip(),
         webui.port()
     )

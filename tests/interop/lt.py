@@ -29,7 +29,10 @@ enter the table). A DHT session prints `{"event": "dht_announce" | "dht_get_peer
 sends to the DHT; `seed --dht` re-announces every few seconds and prints `{"event":
 "dht_announced"}` after each announce it sent got replies. `dht-node` runs a DHT-only session
 (no torrent) that prints `READY port=N` and those events until killed. `--log-peers` prints
-`{"event": "peer_connected", "addr", "direction"}` for every peer connection.
+`{"event": "peer_connected", "addr"}` for every peer connection (with `"direction": "in"` for
+one the peer opened; libtorrent's Python binding does not tell the direction of the other
+line). `--no-outgoing` makes a session that only accepts connections, so every peer it talks
+to found it by some other means (libtorrent acts on PEX even without advertising ut_pex).
 """
 
 import argparse
@@ -96,6 +99,10 @@ def make_session(args):
         # Make outgoing connections come from our own address: Transmission drops peers whose
         # source address equals its own.
         settings["outgoing_interfaces"] = host
+    if getattr(args, "no_outgoing", False):
+        # Accept peers, never dial one: whoever this session talks to found it themselves.
+        settings["enable_outgoing_tcp"] = False
+        settings["enable_outgoing_utp"] = False
     ses = lt.session(settings)
     for node in getattr(args, "dht_node", []):
         ses.add_dht_node(split_addr(node))
@@ -359,6 +366,7 @@ def session_args(p):
     p.add_argument("--timeout", type=float, default=120.0, help="seconds")
     dht_args(p)
     p.add_argument("--log-peers", action="store_true", help="print every peer connection")
+    p.add_argument("--no-outgoing", action="store_true", help="never dial peers, only accept")
 
 
 def dht_args(p):

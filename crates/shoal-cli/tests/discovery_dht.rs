@@ -69,7 +69,7 @@ fn shoal_fetches_a_magnet_from_a_libtorrent_seeder_found_on_a_local_dht() -> Res
     )?;
     leecher.wait_success(Duration::from_secs(40))?;
     assert!(
-        lt_saw_connection_from(&seeder, leecher.addr().ip()),
+        lt_saw_incoming_from(&seeder, leecher.addr().ip()),
         "the seeder never saw shoal connect:\n{}",
         seeder.log_tail()
     );
@@ -133,7 +133,7 @@ fn libtorrent_fetches_a_magnet_from_a_shoal_seeder_found_on_a_local_dht() -> Res
     )?;
     leecher.wait_success(Duration::from_secs(40))?;
     assert!(
-        lt_saw_connection_from(&leecher, seeder.addr().ip()),
+        lt_saw_connection_to(&leecher, seeder.addr()),
         "libtorrent completed without connecting to the shoal seeder:\n{}",
         leecher.log_tail()
     );

@@ -46,6 +46,10 @@ pub struct Discovery {
     pub netns: Option<Netns>,
     /// libtorrent only: upload cap in bytes/s, applied to loopback peers too.
     pub upload_limit: Option<u32>,
+    /// libtorrent only: download cap in bytes/s, applied to loopback peers too.
+    pub download_limit: Option<u32>,
+    /// libtorrent only: never dial a peer, only accept (`lt.py --no-outgoing`).
+    pub no_outgoing: bool,
     /// shoal only: its `RUST_LOG` (default `info`).
     pub log: Option<String>,
 }
@@ -313,6 +317,12 @@ fn lt_args(mut cmd: Command, how: &Discovery, addr: SocketAddr) -> Command {
     if let Some(limit) = how.upload_limit {
         cmd.args(["--upload-limit", &limit.to_string()]);
     }
+    if how.no_outgoing {
+        cmd.arg("--no-outgoing");
+    }
+    if let Some(limit) = how.download_limit {
+        cmd.args(["--download-limit", &limit.to_string()]);
+    }
     cmd
 }
 
@@ -332,7 +342,20 @@ pub fn lt_dht_node(addr: SocketAddr, nodes: &[SocketAddr]) -> Result<Peer> {
     peer.wait_ready("READY port=")
 }
 
-/// True when `peer` (an lt.py process) logged a connection with any port from `ip`.
+/// True when `peer` (an lt.py process) logged a connection that `ip` opened to it.
+pub fn lt_saw_incoming_from(peer: &Peer, ip: std::net::IpAddr) -> bool {
+    peer.events("peer_connected")
+        .iter()
+        .filter(|e| e["direction"] == "in")
+        .any(|e| {
+            e["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .is_some_and(|a| a.ip() == ip)
+        })
+}
+
+/// True when `peer` (an lt.py process) logged a connection from or to any port of `ip`.
 pub fn lt_saw_connection_from(peer: &Peer, ip: std::net::IpAddr) -> bool {
     peer.events("peer_connected").iter().any(|e| {
         e["addr"]
@@ -340,6 +363,13 @@ pub fn lt_saw_connection_from(peer: &Peer, ip: std::net::IpAddr) -> bool {
             .and_then(|a| a.parse::<SocketAddr>().ok())
             .is_some_and(|a| a.ip() == ip)
     })
+}
+
+/// True when `peer` (an lt.py process) logged a connection to `addr` (a listening address).
+pub fn lt_saw_connection_to(peer: &Peer, addr: SocketAddr) -> bool {
+    peer.events("peer_connected")
+        .iter()
+        .any(|e| e["addr"] == addr.to_string().as_str())
 }
 
 /// The info hashes (hex) a DHT node saw announced or looked up.

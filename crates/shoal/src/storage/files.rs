@@ -17,6 +17,10 @@
 //!   hash of that piece reports a mismatch, so the engine's corrupt-piece handling (re-download,
 //!   ban) takes over, and the runtime is not paused as it would be for a disk failure.
 //! - **Zero-length files** are created (empty) when the storage is opened.
+//! - **Hashing as blocks arrive.** Each block written is also fed to its piece's running SHA-1
+//!   (see `running_hash`), so `hash_piece` usually reads nothing back; the digest is always
+//!   that of the bytes written at each offset, and anything unusual (a rewrite before the hash,
+//!   a write through [`TorrentStorage::write_at`]) falls back to hashing the piece from disk.
 //! - **Dirty tracking.** Every file written since the last [`TorrentStorage::sync`] is flushed
 //!   by it (`fdatasync`); the resume protocol relies on this.
 
@@ -36,6 +40,7 @@ use super::error::{IoOp, StorageError};
 use super::handles::FileHandles;
 use super::layout::FileLayout;
 use super::paths::resolve;
+use super::running_hash::RunningHashes;
 
 /// Tunables of one torrent's storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +75,8 @@ pub struct TorrentStorage {
     dirty: Vec<AtomicBool>,
     /// Pieces that received non-zero bytes inside a padding file since their last hash.
     tainted: Mutex<BTreeSet<u32>>,
+    /// Running hashes of the pieces being written.
+    running: RunningHashes,
 }
 
 impl TorrentStorage {
@@ -111,6 +118,7 @@ impl TorrentStorage {
             handles: FileHandles::new(options.max_open_files),
             dirty,
             tainted: Mutex::new(BTreeSet::new()),
+            running: RunningHashes::default(),
         };
         storage.create_empty_files()?;
         Ok(storage)
@@ -171,8 +179,20 @@ impl TorrentStorage {
     }
 
     /// Writes `data` at stream offset `offset`. Zeros aimed at padding are dropped; anything else
-    /// aimed at padding taints the pieces it falls in (see the module doc).
+    /// aimed at padding taints the pieces it falls in (see the module doc). The pieces touched
+    /// are hashed from disk in full next time.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        if !data.is_empty() {
+            let piece_len = u64::from(self.geometry.piece_len());
+            let last = (offset + data.len() as u64 - 1) / piece_len;
+            for piece in offset / piece_len..=last {
+                self.running.forget(piece as u32);
+            }
+        }
+        self.write_unhashed(offset, data)
+    }
+
+    fn write_unhashed(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         for seg in self.layout.segments(offset, data.len() as u64) {
             let bytes = &data[seg.range_offset as usize..(seg.range_offset + seg.len) as usize];
             let spec = &self.layout.files()[seg.file];
@@ -206,10 +226,28 @@ impl TorrentStorage {
         Ok(())
     }
 
-    /// Writes one received block.
+    /// Writes one received block and feeds it to its piece's running hash.
     pub fn write_block(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
+        self.write_block_hashed(block, data, None)
+    }
+
+    /// [`TorrentStorage::write_block`] with the bytes as `owned` too, so that a block written
+    /// ahead of its piece's hashed prefix is kept in memory (bounded) rather than read back.
+    fn write_block_hashed(
+        &self,
+        block: BlockRef,
+        data: &[u8],
+        owned: Option<&Bytes>,
+    ) -> Result<(), StorageError> {
         let data = &data[..data.len().min(block.len() as usize)];
-        self.write_at(self.geometry.block_offset(block), data)
+        self.write_unhashed(self.geometry.block_offset(block), data)?;
+        let piece = block.piece();
+        let piece_offset = self.geometry.piece_offset(piece);
+        self.running
+            .written(piece.get(), block.offset(), data, owned, |offset, buf| {
+                self.read_at(piece_offset + u64::from(offset), buf).is_ok()
+            });
+        Ok(())
     }
 
     /// Reads one block to serve it.
@@ -219,17 +257,47 @@ impl TorrentStorage {
         Ok(Bytes::from(buf))
     }
 
-    /// Reads the whole piece into `buf` (reused across calls) and compares its SHA-1 with the
-    /// torrent's. A tainted piece (non-zero padding received) reports a mismatch once.
+    /// Reads the whole piece from disk into `buf` (reused across calls) and compares its SHA-1
+    /// with the torrent's: the check of data found on disk. A tainted piece (non-zero padding
+    /// received) reports a mismatch once.
     pub fn hash_piece(&self, piece: PieceIndex, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
+        self.finish_hash(piece, Sha1::new(), 0, buf)
+    }
+
+    /// [`TorrentStorage::hash_piece`] for a piece whose blocks were just written: its running
+    /// hash (see the module doc) finished with whatever it does not cover yet, read from disk.
+    pub fn hash_written_piece(
+        &self,
+        piece: PieceIndex,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, StorageError> {
+        let size = self.geometry.piece_size(piece);
+        match self.running.take(piece.get()) {
+            Some(prefix) if prefix.hashed <= size => {
+                self.finish_hash(piece, prefix.sha, prefix.hashed, buf)
+            }
+            _ => self.finish_hash(piece, Sha1::new(), 0, buf),
+        }
+    }
+
+    /// Hashes the piece's bytes from `hashed` on (read from disk) into `sha` and compares.
+    fn finish_hash(
+        &self,
+        piece: PieceIndex,
+        mut sha: Sha1,
+        hashed: u32,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, StorageError> {
         let tainted = self
             .tainted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&piece.get());
-        buf.resize(self.geometry.piece_size(piece) as usize, 0);
-        self.read_at(self.geometry.piece_offset(piece), buf)?;
-        let digest = Sha1::digest(&buf[..]);
+        let size = self.geometry.piece_size(piece);
+        buf.resize((size - hashed) as usize, 0);
+        self.read_at(self.geometry.piece_offset(piece) + u64::from(hashed), buf)?;
+        sha.update(&buf[..]);
+        let digest = sha.finalize();
         let expected = self.piece_hashes.get(piece.as_usize());
         Ok(!tainted && expected.is_some_and(|h| digest[..] == h[..]))
     }
@@ -293,7 +361,7 @@ impl TorrentStorage {
         match request {
             DiskRequest::Write { block, data } => {
                 let result = self
-                    .write_block(block, &data)
+                    .write_block_hashed(block, &data, Some(&data))
                     .map_err(|e| log_failure(&e, "write"));
                 DiskDone::Written { block, result }
             }
@@ -307,7 +375,7 @@ impl TorrentStorage {
             }
             DiskRequest::Hash { piece } => {
                 let result = self
-                    .hash_piece(piece, hash_buf)
+                    .hash_written_piece(piece, hash_buf)
                     .map_err(|e| log_failure(&e, "hash"));
                 DiskDone::Hashed { piece, result }
             }

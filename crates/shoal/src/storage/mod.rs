@@ -31,6 +31,7 @@ mod paths;
 mod pool;
 mod restore;
 mod resume;
+mod running_hash;
 
 pub use check::{
     bitfield_of, check_existing, check_pieces, pieces_with_data, CheckError, CheckProgress,

@@ -17,13 +17,10 @@
 //! life instead of allocating per hash, and a panic in one job is caught and turned into a
 //! failure instead of losing the completion the engine waits for.
 //!
-//! Measured here (2 shared cores, 256 MiB single-file torrent, 1 MiB pieces, page cache warm,
-//! scratch benchmark): 16 KiB positional writes through the pool ran at ~350-450 MB/s with 1, 2
-//! or 4 threads; hashing a piece read back from the page cache ran at ~630-1200 MB/s against
-//! ~900-1050 MB/s for SHA-1 of the same bytes already in memory. Reading the piece back therefore
-//! costs well under a factor of two, far above what peers deliver, so pieces are *not* hashed
-//! incrementally as their blocks arrive: one code path, no per-piece hasher state to keep in
-//! order across threads, and the hash always covers the bytes actually on disk.
+//! Hashing: a written block is fed to its piece's running SHA-1 by the worker that wrote it
+//! (`running_hash`), so the `Hash` job usually only finalizes it. Measured (1 GiB, 1 MiB pieces,
+//! libtorrent seeder on loopback, `bench/transfer.sh`): reading each finished piece back to hash
+//! it cost about a quarter of the leecher's CPU (2.9-3.5 → 2.4-2.7 CPU s/GiB once removed).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;

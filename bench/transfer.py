@@ -288,7 +288,11 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.out = args.out
-        self.shoal = args.shoal
+        # "shoal" and each --variant LABEL=BIN ("shoal-LABEL"): compared in the same run.
+        self.bins = {"shoal": args.shoal}
+        for v in args.variant:
+            label, _, path = v.partition("=")
+            self.bins[f"shoal-{label}"] = os.path.abspath(path)
         self.seq = 0
 
     def run_dir(self, label):
@@ -307,9 +311,9 @@ class Bench:
                                  "--listen", f"{ip}:{port}", "--timeout", "600"],
                      log_dir, netns=netns)
             p.wait_line("READY", 300)
-        elif kind == "shoal":
+        elif kind in self.bins:
             state = os.path.join(log_dir, "seed-state")
-            p = Proc("seed-shoal", [self.shoal, "seed", torrent, data, "--listen", f"{ip}:{port}",
+            p = Proc("seed-shoal", [self.bins[kind], "seed", torrent, data, "--listen", f"{ip}:{port}",
                                     "--no-dht", "--state-dir", state],
                      log_dir, netns=netns, env=dict(os.environ, RUST_LOG="info"))
             p.wait_line("seeding ", 300)
@@ -365,9 +369,9 @@ class Bench:
         _, sip, sport = seeder
         peer = f"{sip}:{sport}"
         port = free_port(ip) if not netns else 40000 + random.randrange(10000)
-        if kind == "shoal":
+        if kind in self.bins:
             state = os.path.join(log_dir, "state")
-            p = Proc("leech-shoal", [self.shoal, "download", torrent, "-o", out, "--peer", peer,
+            p = Proc("leech-shoal", [self.bins[kind], "download", torrent, "-o", out, "--peer", peer,
                                      "--listen", f"{ip}:{port}", "--no-dht", "--state-dir", state],
                      log_dir, timed=True, netns=netns, env=dict(os.environ, RUST_LOG="warn"))
             seconds = p.wait_exit(self.args.timeout)
@@ -677,7 +681,7 @@ def seed_case(bench, data_root, payload, torrent, size, clients, runs):
 
 
 def s2s_case(bench, data_root, payload, torrent, size, runs):
-    results = {"shoal": [], "libtorrent": []}
+    results = {c: [] for c in list(bench.bins) + ["libtorrent"]}
     for run in range(runs):
         for client in results:
             d = bench.run_dir(f"s2s-{client}")
@@ -704,7 +708,7 @@ def report_run(case, client, run, r):
 def table(title, results, measured):
     med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
            for c, rs in results.items() if rs}
-    refs = [c for c in med if c != "shoal"]
+    refs = [c for c in med if not c.startswith("shoal")]
     best = max((med[c]["mbps"] for c in refs), default=None)
     lt = med.get("libtorrent", {}).get("cpu_per_gib")
     lines = [f"### {title}", "",
@@ -729,14 +733,21 @@ def main():
     parser.add_argument("--cases", default="leech-file,leech-tree,seed,s2s")
     parser.add_argument("--leechers", default=",".join(LEECHERS))
     parser.add_argument("--seeders", default=",".join(SEEDERS))
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=BIN",
+                        help="another shoal binary, run as client shoal-LABEL wherever shoal runs")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per transfer")
     args = parser.parse_args()
     if args.quick:
         args.size, args.runs = 256, 1
     size = args.size * MiB
     cases = args.cases.split(",")
+    variants = [f"shoal-{v.partition('=')[0]}" for v in args.variant]
     leechers = [c for c in args.leechers.split(",") if c]
     seeders = [c for c in args.seeders.split(",") if c]
+    if "shoal" in leechers:
+        leechers[leechers.index("shoal") + 1:0] = variants
+    if "shoal" in seeders:
+        seeders[seeders.index("shoal") + 1:0] = variants
     for c in list(leechers) + list(seeders):
         tool = {"aria2": "aria2c", "qbittorrent": "qbittorrent-nox",
                 "transmission": "transmission-daemon", "rtorrent": "rtorrent"}.get(c)

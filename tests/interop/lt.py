@@ -32,7 +32,8 @@ sends to the DHT; `seed --dht` re-announces every few seconds and prints `{"even
 `{"event": "peer_connected", "addr"}` for every peer connection (with `"direction": "in"` for
 one the peer opened; libtorrent's Python binding does not tell the direction of the other
 line). `--no-outgoing` makes a session that only accepts connections, so every peer it talks
-to found it by some other means (libtorrent acts on PEX even without advertising ut_pex).
+to found it by some other means (a seeder that dials peers it hears of through PEX would blur
+who found whom).
 """
 
 import argparse

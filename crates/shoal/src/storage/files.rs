@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
-use shoal_engine::disk::{DiskDone, DiskRequest};
+use shoal_engine::disk::{DiskDone, DiskFailure, DiskRequest};
 use shoal_proto::{BlockRef, Geometry, PieceIndex};
 
 use super::error::{IoOp, StorageError};
@@ -241,13 +241,76 @@ impl TorrentStorage {
     ) -> Result<(), StorageError> {
         let data = &data[..data.len().min(block.len() as usize)];
         self.write_unhashed(self.geometry.block_offset(block), data)?;
+        self.feed_running_hash(block, data, owned);
+        Ok(())
+    }
+
+    fn feed_running_hash(&self, block: BlockRef, data: &[u8], owned: Option<&Bytes>) {
         let piece = block.piece();
         let piece_offset = self.geometry.piece_offset(piece);
         self.running
             .written(piece.get(), block.offset(), data, owned, |offset, buf| {
                 self.read_at(piece_offset + u64::from(offset), buf).is_ok()
             });
-        Ok(())
+    }
+
+    /// Writes a run of blocks that follow each other in the stream (each starts where the one
+    /// before ends) with one vectored positional write when they all fall in one regular file,
+    /// else block by block; then feeds each to its piece's running hash. One `Written`
+    /// completion per block, in order.
+    pub fn execute_writes(&self, blocks: &[(BlockRef, Bytes)]) -> Vec<DiskDone> {
+        let results = self.write_run(blocks);
+        blocks
+            .iter()
+            .zip(results)
+            .map(|(&(block, _), result)| DiskDone::Written { block, result })
+            .collect()
+    }
+
+    fn write_run(&self, blocks: &[(BlockRef, Bytes)]) -> Vec<Result<(), DiskFailure>> {
+        let Some(&(first, _)) = blocks.first() else {
+            return Vec::new();
+        };
+        let start = self.geometry.block_offset(first);
+        let mut len = 0u64;
+        let mut contiguous = true;
+        for (block, data) in blocks {
+            contiguous &= self.geometry.block_offset(*block) == start + len
+                && data.len() >= block.len() as usize;
+            len += u64::from(block.len());
+        }
+        let mut segments = self.layout.segments(start, len);
+        let single = match (segments.next(), segments.next()) {
+            (Some(seg), None) if seg.len == len => Some(seg),
+            _ => None,
+        };
+        let spec = single.map(|seg| (seg, &self.layout.files()[seg.file]));
+        let Some((seg, spec)) = spec.filter(|(_, spec)| contiguous && !spec.padding) else {
+            return blocks
+                .iter()
+                .map(|(block, data)| {
+                    self.write_block_hashed(*block, data, Some(data))
+                        .map_err(|e| log_failure(&e, "write"))
+                })
+                .collect();
+        };
+        let bufs: Vec<&[u8]> = blocks
+            .iter()
+            .map(|(block, data)| &data[..block.len() as usize])
+            .collect();
+        let written = self.handle(seg.file, true).and_then(|file| {
+            pwritev_all(&file, &bufs, seg.file_offset)
+                .map_err(|e| StorageError::io(IoOp::Write, &spec.path, e))
+        });
+        if let Err(err) = written {
+            let failure = log_failure(&err, "write");
+            return blocks.iter().map(|_| Err(failure.clone())).collect();
+        }
+        self.dirty[seg.file].store(true, Ordering::Release);
+        for ((block, data), buf) in blocks.iter().zip(&bufs) {
+            self.feed_running_hash(*block, buf, Some(data));
+        }
+        blocks.iter().map(|_| Ok(())).collect()
     }
 
     /// Reads one block to serve it.
@@ -381,6 +444,22 @@ impl TorrentStorage {
             }
         }
     }
+}
+
+/// `pwritev` until every byte of `bufs` is written at `offset` on.
+fn pwritev_all(file: &File, bufs: &[&[u8]], mut offset: u64) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = rustix::io::pwritev(file, rest, offset).map_err(std::io::Error::from)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        offset += n as u64;
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 fn log_failure(err: &StorageError, what: &'static str) -> shoal_engine::disk::DiskFailure {

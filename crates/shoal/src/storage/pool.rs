@@ -17,11 +17,17 @@
 //! life instead of allocating per hash, and a panic in one job is caught and turned into a
 //! failure instead of losing the completion the engine waits for.
 //!
+//! Batching: a worker takes every job already queued (up to `MAX_BATCH`) when it takes one, and
+//! writes a run of consecutive blocks of one torrent with one `pwritev`: fewer syscalls, less
+//! contention on the file's inode lock between workers, and blocks fed to the running hash in
+//! order. Completions still go out one per request, in the order the jobs ran.
+//!
 //! Hashing: a written block is fed to its piece's running SHA-1 by the worker that wrote it
 //! (`running_hash`), so the `Hash` job usually only finalizes it. Measured (1 GiB, 1 MiB pieces,
 //! libtorrent seeder on loopback, `bench/transfer.sh`): reading each finished piece back to hash
 //! it cost about a quarter of the leecher's CPU (2.9-3.5 → 2.4-2.7 CPU s/GiB once removed).
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +60,10 @@ impl Default for DiskPoolConfig {
         }
     }
 }
+
+/// Most jobs one worker takes from the queue at once (a run of 16 KiB block writes this long
+/// becomes one 256 KiB vectored write).
+const MAX_BATCH: usize = 16;
 
 struct Job {
     storage: Arc<TorrentStorage>,
@@ -233,17 +243,92 @@ impl DiskHandle {
 
 fn run_worker(receiver: &Mutex<mpsc::Receiver<Job>>, depth: &AtomicUsize) {
     let mut piece_buf = Vec::new();
+    let mut batch = VecDeque::with_capacity(MAX_BATCH);
     loop {
         // One worker waits on the channel while holding the lock; the others wait on the lock.
-        let job = receiver
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .blocking_recv();
-        let Some(job) = job else { return };
-        let done = run_job(&job.storage, job.request, &mut piece_buf);
-        depth.fetch_sub(1, Ordering::Relaxed);
-        // The torrent may be gone; its completions no longer matter then.
-        let _ = job.reply.send(done);
+        // It takes what is already queued too (up to MAX_BATCH jobs), so consecutive block
+        // writes go out as one vectored write, in order.
+        {
+            let mut receiver = receiver.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(job) = receiver.blocking_recv() else {
+                return;
+            };
+            batch.push_back(job);
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push_back(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        while let Some(job) = batch.pop_front() {
+            let Job {
+                storage,
+                request,
+                reply,
+            } = job;
+            let dones = match request {
+                DiskRequest::Write { block, data } => {
+                    let mut run = vec![(block, data)];
+                    take_following_writes(&storage, &reply, &mut run, &mut batch);
+                    run_writes(&storage, &run)
+                }
+                other => vec![run_job(&storage, other, &mut piece_buf)],
+            };
+            for done in dones {
+                depth.fetch_sub(1, Ordering::Relaxed);
+                // The torrent may be gone; its completions no longer matter then.
+                let _ = reply.send(done);
+            }
+        }
+    }
+}
+
+/// Moves the writes at the front of `batch` that continue `run` in the same torrent's stream
+/// (same storage, same reply channel, next offset) onto `run`.
+fn take_following_writes(
+    storage: &Arc<TorrentStorage>,
+    reply: &mpsc::UnboundedSender<DiskDone>,
+    run: &mut Vec<(BlockRef, bytes::Bytes)>,
+    batch: &mut VecDeque<Job>,
+) {
+    let geometry = *storage.geometry();
+    while let Some(next) = batch.front() {
+        let DiskRequest::Write { block, .. } = &next.request else {
+            break;
+        };
+        let Some(&(last, _)) = run.last() else { break };
+        let follows =
+            geometry.block_offset(*block) == geometry.block_offset(last) + u64::from(last.len());
+        if !follows || !Arc::ptr_eq(&next.storage, storage) || !next.reply.same_channel(reply) {
+            break;
+        }
+        let Some(Job {
+            request: DiskRequest::Write { block, data },
+            ..
+        }) = batch.pop_front()
+        else {
+            break;
+        };
+        run.push((block, data));
+    }
+}
+
+/// [`TorrentStorage::execute_writes`] with a panic turned into failed completions.
+fn run_writes(storage: &TorrentStorage, run: &[(BlockRef, bytes::Bytes)]) -> Vec<DiskDone> {
+    match catch_unwind(AssertUnwindSafe(|| storage.execute_writes(run))) {
+        Ok(dones) => dones,
+        Err(_) => {
+            tracing::error!(blocks = run.len(), "a disk write job panicked");
+            run.iter()
+                .map(|&(block, _)| {
+                    Subject::Write(block).failed(DiskFailure {
+                        kind: DiskFailureKind::Other,
+                        message: "internal error in a disk job".into(),
+                    })
+                })
+                .collect()
+        }
     }
 }
 

@@ -636,3 +636,43 @@ async fn a_checkpoint_through_the_handle_is_trusted_at_restart() {
         .await
         .unwrap();
 }
+
+#[test]
+fn runs_of_consecutive_blocks_are_written_and_hash_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(
+        dir.path(),
+        vec![file("a", 3 * PIECE + 100), file("b", 2 * PIECE)],
+    );
+    let g = *f.storage.geometry();
+    let blocks: Vec<(shoal_proto::BlockRef, Bytes)> = g
+        .pieces()
+        .flat_map(|p| g.blocks(p).collect::<Vec<_>>())
+        .map(|b| {
+            let start = g.block_offset(b) as usize;
+            let data = &f.content[start..start + b.len() as usize];
+            (b, Bytes::copy_from_slice(data))
+        })
+        .collect();
+    // A run inside "a" (one vectored write), then one that crosses into "b" (block by block).
+    let mut dones = f.storage.execute_writes(&blocks[..3]);
+    dones.extend(f.storage.execute_writes(&blocks[3..]));
+    assert_eq!(dones.len(), blocks.len());
+    for (done, (block, _)) in dones.iter().zip(&blocks) {
+        assert!(
+            matches!(done, DiskDone::Written { block: b, result: Ok(()) } if b == block),
+            "{done:?}"
+        );
+    }
+    let mut buf = Vec::new();
+    for piece in g.pieces() {
+        assert!(f.storage.hash_written_piece(piece, &mut buf).unwrap());
+        assert!(
+            f.storage.hash_piece(piece, &mut buf).unwrap(),
+            "and on disk"
+        );
+    }
+    let a_len = (3 * PIECE + 100) as usize;
+    assert_eq!(fs::read(dir.path().join("a")).unwrap(), f.content[..a_len]);
+    assert_eq!(fs::read(dir.path().join("b")).unwrap(), f.content[a_len..]);
+}

@@ -202,6 +202,21 @@ def wait_port(ip, port, timeout, netns=None, proc=None):
     raise RuntimeError(f"nothing listening on {ip}:{port}")
 
 
+def wait_file_line(path, text, timeout, proc):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path, errors="replace") as f:
+                if text in f.read():
+                    return
+        except OSError:
+            pass
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: no {text!r} in {path} after {timeout}s")
+
+
 def wait_cpu_idle(pid, quiet=0.6, timeout=120):
     """Waits until pid has used < 5% CPU over `quiet` seconds (a seeder done checking)."""
     deadline = time.monotonic() + timeout
@@ -326,7 +341,10 @@ class Bench:
         elif kind == "rtorrent":
             p = self.rtorrent_seed(torrent, data, ip, port, log_dir)
             wait_port(ip, port, 60, netns, p)
-            wait_cpu_idle(p.pid())
+            # It hashes the data at a gentle pace (CPU looks idle meanwhile): wait for the line
+            # it logs once the check is done.
+            wait_file_line(os.path.join(log_dir, "rtorrent-info.log"),
+                           "Setting new baseline on start", 600, p)
         else:
             raise ValueError(kind)
         return p, ip, port
@@ -358,6 +376,8 @@ class Bench:
                 "throttle.max_uploads.global.set = 100",
                 "throttle.global_up.max_rate.set = 0",
                 "system.daemon.set = true",
+                f'log.open_file = "info", {os.path.join(log_dir, "rtorrent-info.log")}',
+                'log.add_output = "debug", "info"',
                 f"load.start_verbose = {torrent}",
                 "",
             ]))

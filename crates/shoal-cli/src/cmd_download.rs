@@ -91,8 +91,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
 
 pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let (session, handle) =
-            start(&args.torrent, &args.data_dir, args.peer).await?;
+        let (session, handle) = start(&args.torrent, &args.data_dir, args.peer).await?;
         let mut rx = handle.watch_status();
         let status = rx
             .wait_for(|s| s.state != TorrentState::Checking)
@@ -151,8 +150,16 @@ async fn start(
                 .context("adding the magnet link")?
         }
         (None, Some(metainfo)) => {
-            let add = AddTorrent { metainfo, download_dir: dir.to_path_buf(), peers, paused: false };
-            session.add_torrent(add).await.with_context(|| format!("adding {}", torrent.display()))?
+            let add = AddTorrent {
+                metainfo,
+                download_dir: dir.to_path_buf(),
+                peers,
+                paused: false,
+            };
+            session
+                .add_torrent(add)
+                .await
+                .with_context(|| format!("adding {}", torrent.display()))?
         }
         (None, None) => bail!("nothing to download"),
     };
@@ -163,9 +170,16 @@ async fn start(
 const MAX_TORRENT_FILE: u64 = 64 << 20;
 
 fn read_torrent_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
     if len > MAX_TORRENT_FILE {
-        bail!("{} is {} bytes; a .torrent file over {} is refused", path.display(), len, human_bytes(MAX_TORRENT_FILE));
+        bail!(
+            "{} is {} bytes; a .torrent file over {} is refused",
+            path.display(),
+            len,
+            human_bytes(MAX_TORRENT_FILE)
+        );
     }
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -175,14 +189,21 @@ pub fn default_state_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("share")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("share"))
+        })?;
     Some(base.join("shoal"))
 }
 
 async fn start_session(options: PeerOptions) -> anyhow::Result<Session> {
     let state_dir = options.state_dir.or_else(default_state_dir);
-    let mut config = SessionConfig { state_dir, ..SessionConfig::default() };
-    config.listen_addr = options.listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
+    let mut config = SessionConfig {
+        state_dir,
+        ..SessionConfig::default()
+    };
+    config.listen_addr = options
+        .listen
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
     let dht = (!options.no_dht).then(|| dht_config(config.listen_addr, &options.dht_bootstrap));
     config.dht = dht.clone();
     config.lsd = options.lsd.then(shoal::lsd::LsdConfig::default);
@@ -260,11 +281,9 @@ async fn watch_progress(handle: &TorrentHandle, show: bool) -> TorrentStatus {
 }
 
 fn rate_line(s: &TorrentStatus) -> String {
-    let eta = if s.download_rate > 0 {
-        let secs = s.left_bytes / s.download_rate;
-        format!("eta {}s", secs)
-    } else {
-        "eta -".to_owned()
+    let eta = match s.left_bytes.checked_div(s.download_rate) {
+        Some(secs) => format!("eta {secs}s"),
+        None => "eta -".to_owned(),
     };
     format!(
         "down {}/s up {}/s peers {} {}",

@@ -19,12 +19,27 @@ const MIB: u64 = 1 << 20;
 /// `shoal create --tracker URL` for `content`; returns the torrent path and its infohash.
 fn create_with_tracker(content: &Path, url: &str, out: &Path) -> Result<(PathBuf, String)> {
     let status = Command::new(SHOAL)
-        .args(["create", "--piece-size", "32K", "--no-date", "--tracker", url, "-o"])
+        .args([
+            "create",
+            "--piece-size",
+            "32K",
+            "--no-date",
+            "--tracker",
+            url,
+            "-o",
+        ])
         .arg(out)
         .arg(content)
         .output()?;
-    anyhow::ensure!(status.status.success(), "shoal create: {}", String::from_utf8_lossy(&status.stderr));
-    let info = Command::new(SHOAL).args(["info", "--json"]).arg(out).output()?;
+    anyhow::ensure!(
+        status.status.success(),
+        "shoal create: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let info = Command::new(SHOAL)
+        .args(["info", "--json"])
+        .arg(out)
+        .output()?;
     let json: serde_json::Value = serde_json::from_slice(&info.stdout)?;
     let hash = json["info_hash"].as_str().unwrap_or_default().to_owned();
     anyhow::ensure!(hash.len() == 40, "no infohash in shoal info --json: {json}");
@@ -35,15 +50,30 @@ fn shoal_downloads_from_libtorrent_through(udp: bool) -> Result<()> {
     if !(require_tool("opentracker") && Kind::Libtorrent.require()) {
         return Ok(());
     }
-    let work = WorkDir::new(if udp { "trk-udp-leech" } else { "trk-http-leech" })?;
+    let work = WorkDir::new(if udp {
+        "trk-udp-leech"
+    } else {
+        "trk-http-leech"
+    })?;
     let content = write_dataset(&work.join("seed"), "data", &[3 * MIB + 7, 100_000], 21)?;
     let tracker = OpenTracker::start(&[])?;
-    let url = if udp { tracker.udp_url() } else { tracker.http_url() };
+    let url = if udp {
+        tracker.udp_url()
+    } else {
+        tracker.http_url()
+    };
     let (torrent, hash) = create_with_tracker(&content, &url, &work.join("data.torrent"))?;
     tracker.allow(&hash)?;
-    let _seeder = RefClient::new(Kind::Libtorrent).with_tracker(&url).seed(&torrent, &work.join("seed"), loopback(1))?;
-    let mut leecher = RefClient::new(Kind::Shoal).leech(&torrent, &work.join("out"), loopback(2), &[])?;
-    leecher.wait_complete(Duration::from_secs(60)).map_err(|e| e.context(tracker.log_tail()))?;
+    let _seeder = RefClient::new(Kind::Libtorrent).with_tracker(&url).seed(
+        &torrent,
+        &work.join("seed"),
+        loopback(1),
+    )?;
+    let mut leecher =
+        RefClient::new(Kind::Shoal).leech(&torrent, &work.join("out"), loopback(2), &[])?;
+    leecher
+        .wait_complete(Duration::from_secs(60))
+        .map_err(|e| e.context(tracker.log_tail()))?;
     assert_same_tree(&content, &work.join("out/data"))
 }
 
@@ -71,8 +101,14 @@ fn libtorrent_finds_a_shoal_seeder_through_opentracker() -> Result<()> {
     let _seeder = RefClient::new(Kind::Shoal).seed(&torrent, &work.join("seed"), loopback(1))?;
     // The shoal seeder announces as soon as it has checked its data; give it a moment.
     std::thread::sleep(Duration::from_millis(500));
-    let mut leecher =
-        RefClient::new(Kind::Libtorrent).with_tracker(&url).leech(&torrent, &work.join("out"), loopback(2), &[])?;
-    leecher.wait_complete(Duration::from_secs(60)).map_err(|e| e.context(tracker.log_tail()))?;
+    let mut leecher = RefClient::new(Kind::Libtorrent).with_tracker(&url).leech(
+        &torrent,
+        &work.join("out"),
+        loopback(2),
+        &[],
+    )?;
+    leecher
+        .wait_complete(Duration::from_secs(60))
+        .map_err(|e| e.context(tracker.log_tail()))?;
     assert_same_tree(&content, &work.join("out/data"))
 }

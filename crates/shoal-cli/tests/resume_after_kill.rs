@@ -35,10 +35,10 @@ fn kill_9_mid_download_then_resume_completes_without_trusting_bad_pieces() -> an
     let mut seed_cmd = Command::new(SHOAL);
     seed_cmd
         .arg("seed")
-            .arg(&torrent)
-            .arg(work.join("seed"))
-            .arg("--listen")
-            .arg(seed_addr.to_string())
+        .arg(&torrent)
+        .arg(work.join("seed"))
+        .arg("--listen")
+        .arg(seed_addr.to_string())
         .arg("--no-dht")
         .arg("--state-dir")
         .arg(work.join("seed-state"));
@@ -67,14 +67,20 @@ fn kill_9_mid_download_then_resume_completes_without_trusting_bad_pieces() -> an
     let big = out.join("data").join(file_name(&content, 0)?);
     let started = Instant::now();
     loop {
-        let written = std::fs::metadata(&big).map(|m| m.blocks() * 512).unwrap_or(0);
+        let written = std::fs::metadata(&big)
+            .map(|m| m.blocks() * 512)
+            .unwrap_or(0);
         if written >= DATA_LEN / 4 {
             break;
         }
         if let Some(code) = child.try_wait()? {
             panic!("download ended ({code}) before it could be killed; make the data set larger");
         }
-        assert!(started.elapsed().as_secs() < 120, "download made no progress; seeder log:\n{}", seeder.log_tail());
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "download made no progress; seeder log:\n{}",
+            seeder.log_tail()
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill()?; // SIGKILL
@@ -92,7 +98,10 @@ fn kill_9_mid_download_then_resume_completes_without_trusting_bad_pieces() -> an
         file_count: meta.info.files().len() as u32,
     };
     let saved = load(&resume, &expect)?;
-    assert!(!saved.clean_shutdown, "a killed process cannot have shut down cleanly");
+    assert!(
+        !saved.clean_shutdown,
+        "a killed process cannot have shut down cleanly"
+    );
     let stream = read_stream(&out, &meta)?;
     let mut trusted = 0;
     for (index, have) in saved.have.iter().enumerate() {
@@ -101,16 +110,27 @@ fn kill_9_mid_download_then_resume_completes_without_trusting_bad_pieces() -> an
             let start = index * meta.info.piece_len() as usize;
             let end = (start + meta.info.piece_len() as usize).min(stream.len());
             let hash: [u8; 20] = Sha1::digest(&stream[start..end]).into();
-            assert_eq!(hash, meta.info.piece_hashes()[index], "piece {index} was marked complete but fails its hash");
+            assert_eq!(
+                hash,
+                meta.info.piece_hashes()[index],
+                "piece {index} was marked complete but fails its hash"
+            );
         }
     }
-    eprintln!("resume file trusted {trusted} of {} pieces at the kill", meta.info.piece_count());
+    eprintln!(
+        "resume file trusted {trusted} of {} pieces at the kill",
+        meta.info.piece_count()
+    );
 
     // Second run: same command, completes and matches the source.
     let mut second = Command::new(SHOAL);
     leech_cmd(&mut second);
     let output = second.output()?;
-    assert!(output.status.success(), "resumed download failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "resumed download failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_same_tree(&content, &out.join("data"))?;
     seeder.kill();
     Ok(())
@@ -126,9 +146,15 @@ fn file_name(dir: &Path, index: usize) -> anyhow::Result<String> {
 
 fn find_resume_file(state: &Path) -> anyhow::Result<PathBuf> {
     let dir = state.join("resume");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     files.retain(|p| p.extension().is_some_and(|e| e == "resume"));
-    anyhow::ensure!(files.len() == 1, "expected one resume file in {}, found {files:?}", dir.display());
+    anyhow::ensure!(
+        files.len() == 1,
+        "expected one resume file in {}, found {files:?}",
+        dir.display()
+    );
     Ok(files.remove(0))
 }
 

@@ -377,7 +377,7 @@ fn serve_corrupt(mut stream: TcpStream, ctx: ServeCtx) -> Result<()> {
     ))?;
     let pieces = (data.len() as u64).div_ceil(u64::from(piece)) as u32;
     let mut bits = vec![0xFFu8; pieces.div_ceil(8) as usize];
-    if pieces % 8 != 0 {
+    if !pieces.is_multiple_of(8) {
         if let Some(last) = bits.last_mut() {
             *last = 0xFF << (8 - pieces % 8);
         }

@@ -24,9 +24,19 @@ pub enum DiskRequest {
 /// A finished [`DiskRequest`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DiskDone {
-    Written { block: BlockRef, result: Result<(), DiskFailure> },
-    Read { peer: PeerKey, block: BlockRef, result: Result<Bytes, DiskFailure> },
-    Hashed { piece: PieceIndex, result: Result<bool, DiskFailure> },
+    Written {
+        block: BlockRef,
+        result: Result<(), DiskFailure>,
+    },
+    Read {
+        peer: PeerKey,
+        block: BlockRef,
+        result: Result<Bytes, DiskFailure>,
+    },
+    Hashed {
+        piece: PieceIndex,
+        result: Result<bool, DiskFailure>,
+    },
 }
 
 /// A disk error as the engine sees it: enough to decide (pause the torrent, tell the user).

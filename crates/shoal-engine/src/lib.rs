@@ -5,16 +5,19 @@
 //! requests, peers to connect or drop, the next deadline). The tokio runtime in the `shoal`
 //! crate only moves bytes between sockets, disk and these machines; the simulator in `shoal-sim`
 //! drives them in memory with a virtual clock. Random choices use a seeded RNG passed in.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 pub mod announce;
 pub mod bitfield;
-pub mod picker;
 pub mod choker;
-pub mod pipeline;
-pub mod peer;
-pub mod torrent;
 pub mod disk;
 pub mod metadata;
+pub mod peer;
+pub mod picker;
+pub mod pipeline;
+pub mod torrent;
 
 /// A peer connection's identity inside one torrent engine. Keys are never reused within an engine.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]

@@ -190,7 +190,11 @@ impl Geometry {
         if offset >= size {
             return None;
         }
-        Some(BlockRef { piece, offset, len: (size - offset).min(BLOCK_SIZE) })
+        Some(BlockRef {
+            piece,
+            offset,
+            len: (size - offset).min(BLOCK_SIZE),
+        })
     }
 
     /// Every aligned block of a piece, in order.
@@ -206,7 +210,11 @@ impl Geometry {
             return None;
         }
         let end = begin.checked_add(len)?;
-        (end <= self.piece_size(piece)).then_some(BlockRef { piece, offset: begin, len })
+        (end <= self.piece_size(piece)).then_some(BlockRef {
+            piece,
+            offset: begin,
+            len,
+        })
     }
 
     /// Byte offset of a block in the torrent's stream.
@@ -250,7 +258,10 @@ mod tests {
         assert!(g.checked_block(2, 0, 1).is_none(), "no such piece");
         assert!(g.checked_block(0, u32::MAX, 2).is_none(), "overflow");
         let big = Geometry::new(1 << 30, 1 << 20).unwrap();
-        assert!(big.checked_block(0, 0, MAX_REQUEST_LEN + 1).is_none(), "over 128 KiB");
+        assert!(
+            big.checked_block(0, 0, MAX_REQUEST_LEN + 1).is_none(),
+            "over 128 KiB"
+        );
     }
 
     #[test]

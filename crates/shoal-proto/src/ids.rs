@@ -52,16 +52,22 @@ impl InfoHash {
             40 => {
                 let decoded = data_encoding::HEXLOWER_PERMISSIVE
                     .decode(text.as_bytes())
-                    .map_err(|_| InfoHashParseError::BadHex { text: text.to_owned() })?;
+                    .map_err(|_| InfoHashParseError::BadHex {
+                        text: text.to_owned(),
+                    })?;
                 out.copy_from_slice(&decoded);
             }
             32 => {
                 let upper = text.to_ascii_uppercase();
                 let decoded = data_encoding::BASE32
                     .decode(upper.as_bytes())
-                    .map_err(|_| InfoHashParseError::BadBase32 { text: text.to_owned() })?;
+                    .map_err(|_| InfoHashParseError::BadBase32 {
+                        text: text.to_owned(),
+                    })?;
                 if decoded.len() != 20 {
-                    return Err(InfoHashParseError::BadBase32 { text: text.to_owned() });
+                    return Err(InfoHashParseError::BadBase32 {
+                        text: text.to_owned(),
+                    });
                 }
                 out.copy_from_slice(&decoded);
             }
@@ -95,7 +101,11 @@ impl PeerId {
 
 impl fmt::Debug for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerId({})", String::from_utf8_lossy(&self.0).escape_debug())
+        write!(
+            f,
+            "PeerId({})",
+            String::from_utf8_lossy(&self.0).escape_debug()
+        )
     }
 }
 
@@ -113,8 +123,17 @@ mod tests {
 
     #[test]
     fn bad_lengths_and_digits_are_typed_errors() {
-        assert_eq!(InfoHash::parse(&"a".repeat(39)), Err(InfoHashParseError::BadLength { len: 39 }));
-        assert!(matches!(InfoHash::parse(&"g".repeat(40)), Err(InfoHashParseError::BadHex { .. })));
-        assert!(matches!(InfoHash::parse(&"1".repeat(32)), Err(InfoHashParseError::BadBase32 { .. })));
+        assert_eq!(
+            InfoHash::parse(&"a".repeat(39)),
+            Err(InfoHashParseError::BadLength { len: 39 })
+        );
+        assert!(matches!(
+            InfoHash::parse(&"g".repeat(40)),
+            Err(InfoHashParseError::BadHex { .. })
+        ));
+        assert!(matches!(
+            InfoHash::parse(&"1".repeat(32)),
+            Err(InfoHashParseError::BadBase32 { .. })
+        ));
     }
 }

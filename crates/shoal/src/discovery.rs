@@ -67,7 +67,11 @@ pub(crate) fn start(params: DiscoveryParams, cancel: CancellationToken) -> Disco
     DiscoveryHandle { stop }
 }
 
-async fn run(p: DiscoveryParams, mut stop: mpsc::Receiver<oneshot::Sender<()>>, cancel: CancellationToken) {
+async fn run(
+    p: DiscoveryParams,
+    mut stop: mpsc::Receiver<oneshot::Sender<()>>,
+    cancel: CancellationToken,
+) {
     let (peers_tx, mut peers_rx) = mpsc::channel::<Vec<SocketAddr>>(16);
     let announcer = match (&p.tracker_client, p.trackers.iter().any(|t| !t.is_empty())) {
         (Some(client), true) => {
@@ -77,14 +81,29 @@ async fn run(p: DiscoveryParams, mut stop: mpsc::Receiver<oneshot::Sender<()>>, 
                 AnnounceConfig::default(),
                 rand::random(),
             );
-            let identity =
-                TorrentIdentity { info_hash: p.info_hash, peer_id: p.peer_id, port: p.port, stop_timeout: STOP_TIMEOUT };
+            let identity = TorrentIdentity {
+                info_hash: p.info_hash,
+                peer_id: p.peer_id,
+                port: p.port,
+                stop_timeout: STOP_TIMEOUT,
+            };
             let status = p.status.clone();
             let totals = move || {
                 let s = status.borrow();
-                TransferTotals { uploaded: s.uploaded_bytes, downloaded: s.downloaded_bytes, left: s.left_bytes }
+                TransferTotals {
+                    uploaded: s.uploaded_bytes,
+                    downloaded: s.downloaded_bytes,
+                    left: s.left_bytes,
+                }
             };
-            Some(run_announcer(schedule, Arc::clone(client), identity, totals, peers_tx.clone(), cancel.child_token()))
+            Some(run_announcer(
+                schedule,
+                Arc::clone(client),
+                identity,
+                totals,
+                peers_tx.clone(),
+                cancel.child_token(),
+            ))
         }
         _ => None,
     };

@@ -3,19 +3,19 @@
 //! This crate is the runtime layer: it owns sockets, files and tasks, and drives the pure state
 //! machines of `shoal-engine` with bytes, disk completions and the current time. Front ends (the
 //! `shoal` CLI, the HTTP server) use only the facade exported here.
+pub mod api;
 pub mod create;
 pub mod dht;
-pub mod lsd;
-pub mod storage;
-pub mod tracker;
-pub mod api;
 mod discovery;
+pub mod lsd;
 pub mod magnet_task;
 mod net;
 mod peer_io;
-pub mod session;
 pub mod service;
+pub mod session;
+pub mod storage;
 mod torrent_task;
+pub mod tracker;
 
 pub use api::{AddTorrent, TorrentState, TorrentStatus};
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};

@@ -43,7 +43,13 @@ pub(crate) struct MagnetTask {
 impl MagnetTask {
     /// Runs until the metadata is verified (or the fetch gives up).
     pub(crate) async fn run(self) -> Result<FetchedMetadata, MagnetError> {
-        let MagnetTask { mut fetch, mut incoming, mut commands, bind, cancel } = self;
+        let MagnetTask {
+            mut fetch,
+            mut incoming,
+            mut commands,
+            bind,
+            cancel,
+        } = self;
         let (peer_events, mut peer_rx) = mpsc::channel(256);
         let (connects, mut connect_rx) = mpsc::channel(64);
         let mut peers: HashMap<PeerKey, PeerIo> = HashMap::new();
@@ -125,8 +131,12 @@ impl MagnetTask {
 fn log_event(event: &MetadataEvent) {
     match event {
         MetadataEvent::SizeKnown { size } => tracing::info!(size, "metadata size known; fetching"),
-        MetadataEvent::PeerBanned { addr, .. } => tracing::warn!(%addr, "peer banned: sent metadata that failed the infohash check"),
-        MetadataEvent::HashFailed { .. } => tracing::warn!("assembled metadata failed the infohash check; fetching again"),
+        MetadataEvent::PeerBanned { addr, .. } => {
+            tracing::warn!(%addr, "peer banned: sent metadata that failed the infohash check")
+        }
+        MetadataEvent::HashFailed { .. } => {
+            tracing::warn!("assembled metadata failed the infohash check; fetching again")
+        }
         _ => {}
     }
 }

@@ -103,7 +103,12 @@ async fn read_handshake(mut stream: TcpStream, addr: SocketAddr) -> std::io::Res
         match Handshake::decode(&buf) {
             Ok(Some(handshake)) => {
                 let _ = buf.split_to(Handshake::LEN);
-                return Ok(IncomingPeer { stream, addr, handshake, rest: buf });
+                return Ok(IncomingPeer {
+                    stream,
+                    addr,
+                    handshake,
+                    rest: buf,
+                });
             }
             Ok(None) => {}
             Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
@@ -115,7 +120,10 @@ async fn read_handshake(mut stream: TcpStream, addr: SocketAddr) -> std::io::Res
 }
 
 /// Opens a connection to `addr`, optionally from a given local address.
-pub(crate) async fn connect(addr: SocketAddr, bind: Option<SocketAddr>) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    bind: Option<SocketAddr>,
+) -> std::io::Result<TcpStream> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,

@@ -25,8 +25,14 @@ const MAX_IOVECS: usize = 64;
 /// What a connection's tasks tell the torrent task.
 #[derive(Debug)]
 pub(crate) enum PeerIoEvent {
-    Data { peer: PeerKey, data: Bytes },
-    Closed { peer: PeerKey, error: Option<std::io::Error> },
+    Data {
+        peer: PeerKey,
+        data: Bytes,
+    },
+    Closed {
+        peer: PeerKey,
+        error: Option<std::io::Error>,
+    },
 }
 
 /// The torrent task's handle on one connection.
@@ -53,7 +59,9 @@ impl PeerIo {
         tokio::spawn(
             read_loop(peer, read_half, events.clone(), cancel.clone()).instrument(span.clone()),
         );
-        tokio::spawn(write_loop(peer, write_half, outgoing_rx, events, cancel.clone()).instrument(span));
+        tokio::spawn(
+            write_loop(peer, write_half, outgoing_rx, events, cancel.clone()).instrument(span),
+        );
         PeerIo { outgoing, cancel }
     }
 
@@ -126,7 +134,12 @@ async fn write_loop(
         };
         if let Err(e) = result {
             cancel.cancel();
-            let _ = events.send(PeerIoEvent::Closed { peer, error: Some(e) }).await;
+            let _ = events
+                .send(PeerIoEvent::Closed {
+                    peer,
+                    error: Some(e),
+                })
+                .await;
             return;
         }
     }

@@ -20,15 +20,15 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AddTorrent, TorrentState, TorrentStatus};
-use crate::magnet_task::MagnetTask;
-use shoal_engine::metadata::{MetadataConfig, MetadataFetch, MetadataParams};
 use crate::dht::{DhtConfig, DhtHandle, PublicInfoHash};
-use crate::lsd::{LsdConfig, LsdHandle, LsdPeer};
 use crate::discovery::{self, DiscoveryHandle, DiscoveryParams};
-use crate::tracker::{TrackerClient, TrackerConfig};
+use crate::lsd::{LsdConfig, LsdHandle, LsdPeer};
+use crate::magnet_task::MagnetTask;
 use crate::net::{self, Router};
 use crate::storage::{self, DiskPool, DiskPoolConfig, StorageOptions, TorrentStorage};
 use crate::torrent_task::{ResumeTarget, TorrentCommand, TorrentTask};
+use crate::tracker::{TrackerClient, TrackerConfig};
+use shoal_engine::metadata::{MetadataConfig, MetadataFetch, MetadataParams};
 
 /// Settings of a session. `Default` listens on all addresses at port 6881.
 #[derive(Clone, Debug)]
@@ -58,7 +58,9 @@ impl Default for SessionConfig {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 6881)),
             torrent: TorrentConfig::default(),
             disk: DiskPoolConfig::default(),
-            check_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            check_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             state_dir: None,
             tracker: TrackerConfig::default(),
             dht: None,
@@ -72,7 +74,10 @@ impl Default for SessionConfig {
 #[non_exhaustive]
 pub enum SessionError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start the disk pool: {0}")]
     DiskPool(std::io::Error),
     #[error("invalid torrent: {0}")]
@@ -123,12 +128,19 @@ impl Session {
     pub async fn start(config: SessionConfig) -> Result<Session, SessionError> {
         let listener = TcpListener::bind(config.listen_addr)
             .await
-            .map_err(|source| SessionError::Listen { addr: config.listen_addr, source })?;
+            .map_err(|source| SessionError::Listen {
+                addr: config.listen_addr,
+                source,
+            })?;
         let listen_addr = listener.local_addr().unwrap_or(config.listen_addr);
         let disk = DiskPool::new(config.disk).map_err(SessionError::DiskPool)?;
         let router = Router::default();
         let cancel = CancellationToken::new();
-        tokio::spawn(net::accept_loop(listener, router.clone(), cancel.child_token()));
+        tokio::spawn(net::accept_loop(
+            listener,
+            router.clone(),
+            cancel.child_token(),
+        ));
         tracing::info!(%listen_addr, "listening for peers");
         let tracker_client = match TrackerClient::new(config.tracker.clone()) {
             Ok(client) => Some(Arc::new(client)),
@@ -138,12 +150,19 @@ impl Session {
             }
         };
         let dht = match &config.dht {
-            Some(dht_config) => Some(Arc::new(start_dht(dht_config.clone(), config.state_dir.as_deref()).await?)),
+            Some(dht_config) => Some(Arc::new(
+                start_dht(dht_config.clone(), config.state_dir.as_deref()).await?,
+            )),
             None => None,
         };
         let torrents = Arc::new(Mutex::new(HashMap::new()));
         let lsd = config.lsd.clone().and_then(|lsd_config| {
-            start_lsd(lsd_config, listen_addr.port(), Arc::clone(&torrents), cancel.child_token())
+            start_lsd(
+                lsd_config,
+                listen_addr.port(),
+                Arc::clone(&torrents),
+                cancel.child_token(),
+            )
         });
         Ok(Session {
             tracker_client,
@@ -241,7 +260,14 @@ impl Session {
         );
         tokio::spawn(task.run());
         let private = meta.info.is_private();
-        let handle = TorrentHandle { info_hash, private, status: status_rx, events, commands: commands_tx, discovery };
+        let handle = TorrentHandle {
+            info_hash,
+            private,
+            status: status_rx,
+            events,
+            commands: commands_tx,
+            discovery,
+        };
         self.lock_torrents().insert(info_hash, handle.clone());
         self.update_lsd();
         Ok(handle)
@@ -298,7 +324,13 @@ impl Session {
             cancel.child_token(),
         );
         let bind = (!self.listen_addr.ip().is_unspecified()).then_some(self.listen_addr);
-        let task = MagnetTask { fetch, incoming, commands, bind, cancel: cancel.clone() };
+        let task = MagnetTask {
+            fetch,
+            incoming,
+            commands,
+            bind,
+            cancel: cancel.clone(),
+        };
         let fetched = task.run().await;
         self.router.remove(&info_hash);
         discovery.stop().await;
@@ -308,15 +340,30 @@ impl Session {
         let metainfo = crate::magnet_task::torrent_file_bytes(fetched.info.raw(), &magnet.trackers);
         let mut all_peers = fetched.peers;
         all_peers.extend(peers);
-        self.add_torrent(AddTorrent { metainfo, download_dir, peers: all_peers, paused }).await
+        self.add_torrent(AddTorrent {
+            metainfo,
+            download_dir,
+            peers: all_peers,
+            paused,
+        })
+        .await
     }
 
     /// The resume file of a torrent in a download folder, when the session keeps them.
-    fn resume_target(&self, info_hash: InfoHash, download_dir: &std::path::Path) -> Option<ResumeTarget> {
+    fn resume_target(
+        &self,
+        info_hash: InfoHash,
+        download_dir: &std::path::Path,
+    ) -> Option<ResumeTarget> {
         let state_dir = self.config.state_dir.as_ref()?;
-        let dir = std::fs::canonicalize(download_dir).unwrap_or_else(|_| download_dir.to_path_buf());
+        let dir =
+            std::fs::canonicalize(download_dir).unwrap_or_else(|_| download_dir.to_path_buf());
         let dir_id = InfoHash::of_info_bytes(dir.as_os_str().as_encoded_bytes()).to_hex();
-        let path = state_dir.join("resume").join(format!("{}-{}.resume", info_hash.to_hex(), &dir_id[..8]));
+        let path = state_dir.join("resume").join(format!(
+            "{}-{}.resume",
+            info_hash.to_hex(),
+            &dir_id[..8]
+        ));
         Some(ResumeTarget { path, info_hash })
     }
 
@@ -386,7 +433,11 @@ impl Session {
     /// Tells LSD which torrents to announce: the public ones.
     fn update_lsd(&self) {
         if let Some(lsd) = &self.lsd {
-            let hashes = self.lock_torrents().values().filter_map(|h| PublicInfoHash::new(h.info_hash, h.private)).collect();
+            let hashes = self
+                .lock_torrents()
+                .values()
+                .filter_map(|h| PublicInfoHash::new(h.info_hash, h.private))
+                .collect();
             lsd.set_torrents(hashes);
         }
     }
@@ -410,7 +461,9 @@ impl Session {
     }
 
     fn lock_torrents(&self) -> std::sync::MutexGuard<'_, HashMap<InfoHash, TorrentHandle>> {
-        self.torrents.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.torrents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -471,7 +524,10 @@ impl TorrentHandle {
     }
 
     pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
-        let _ = self.commands.send(TorrentCommand::AddPeers(peers, PeerSource::Manual)).await;
+        let _ = self
+            .commands
+            .send(TorrentCommand::AddPeers(peers, PeerSource::Manual))
+            .await;
     }
     pub async fn pause(&self) {
         let _ = self.commands.send(TorrentCommand::Pause).await;
@@ -482,11 +538,17 @@ impl TorrentHandle {
 
     /// Sets per-file priorities (priority 0: not wanted); pieces shared by files take the highest.
     pub async fn set_file_priorities(&self, files: Vec<shoal_engine::picker::FileSpan>) {
-        let _ = self.commands.send(TorrentCommand::SetFilePriorities(files)).await;
+        let _ = self
+            .commands
+            .send(TorrentCommand::SetFilePriorities(files))
+            .await;
     }
     /// Downloads pieces in order (for streaming) instead of rarest first.
     pub async fn set_sequential(&self, sequential: bool) {
-        let _ = self.commands.send(TorrentCommand::SetSequential(sequential)).await;
+        let _ = self
+            .commands
+            .send(TorrentCommand::SetSequential(sequential))
+            .await;
     }
     /// The piece map and the connected peers; `None` once the task has ended.
     pub async fn inspect(&self) -> Option<crate::api::TorrentInspection> {
@@ -517,7 +579,10 @@ fn dht_nodes_path(state_dir: &std::path::Path) -> PathBuf {
 }
 
 /// Starts the DHT node, bootstrapping first from the nodes a previous run saved.
-async fn start_dht(mut config: DhtConfig, state_dir: Option<&std::path::Path>) -> Result<DhtHandle, SessionError> {
+async fn start_dht(
+    mut config: DhtConfig,
+    state_dir: Option<&std::path::Path>,
+) -> Result<DhtHandle, SessionError> {
     if let Some(dir) = state_dir {
         match crate::dht::load_nodes(&dht_nodes_path(dir)) {
             Ok(nodes) => config.saved_nodes = nodes,
@@ -545,7 +610,10 @@ async fn save_dht_nodes(dht: &DhtHandle, state_dir: Option<&std::path::Path>) {
 fn magnet_status(magnet: &shoal_proto::magnet::Magnet) -> TorrentStatus {
     TorrentStatus {
         info_hash: magnet.info_hash.to_hex(),
-        name: magnet.display_name.clone().unwrap_or_else(|| magnet.info_hash.to_hex()),
+        name: magnet
+            .display_name
+            .clone()
+            .unwrap_or_else(|| magnet.info_hash.to_hex()),
         state: TorrentState::Checking,
         total_bytes: 0,
         wanted_bytes: 0,
@@ -568,7 +636,12 @@ fn magnet_status(magnet: &shoal_proto::magnet::Magnet) -> TorrentStatus {
 type TorrentMap = Arc<Mutex<HashMap<InfoHash, TorrentHandle>>>;
 
 /// Starts LSD and a task that hands each peer it finds to that torrent's task.
-fn start_lsd(mut config: LsdConfig, port: u16, torrents: TorrentMap, cancel: CancellationToken) -> Option<LsdHandle> {
+fn start_lsd(
+    mut config: LsdConfig,
+    port: u16,
+    torrents: TorrentMap,
+    cancel: CancellationToken,
+) -> Option<LsdHandle> {
     config.listen_port = port;
     let (handle, mut peers) = match LsdHandle::start(config) {
         Ok(started) => started,
@@ -583,9 +656,18 @@ fn start_lsd(mut config: LsdConfig, port: u16, torrents: TorrentMap, cancel: Can
                 _ = cancel.cancelled() => return,
                 next = peers.recv() => match next { Some(p) => p, None => return },
             };
-            let target = torrents.lock().ok().and_then(|map| map.get(&peer.info_hash).cloned());
+            let target = torrents
+                .lock()
+                .ok()
+                .and_then(|map| map.get(&peer.info_hash).cloned());
             if let Some(handle) = target.filter(|h| !h.private) {
-                let _ = handle.commands.send(TorrentCommand::AddPeers(vec![peer.addr], PeerSource::LocalDiscovery)).await;
+                let _ = handle
+                    .commands
+                    .send(TorrentCommand::AddPeers(
+                        vec![peer.addr],
+                        PeerSource::LocalDiscovery,
+                    ))
+                    .await;
             }
         }
     });

@@ -125,7 +125,12 @@ impl TorrentTask {
             bind,
             cancel: cancel.clone(),
             last_status: Instant::now(),
-            checkpoints: Checkpoints { target: resume, saved_pieces, last: Instant::now(), running: None },
+            checkpoints: Checkpoints {
+                target: resume,
+                saved_pieces,
+                last: Instant::now(),
+                running: None,
+            },
         };
         d.flush_outputs().await;
         d.publish_status(true);
@@ -219,11 +224,15 @@ impl Driver {
     fn on_command(&mut self, cmd: TorrentCommand) -> Option<oneshot::Sender<()>> {
         let now = now();
         match cmd {
-            TorrentCommand::AddPeers(addrs, source) => self.engine.add_peer_addresses(now, addrs, source),
+            TorrentCommand::AddPeers(addrs, source) => {
+                self.engine.add_peer_addresses(now, addrs, source)
+            }
             TorrentCommand::Pause => self.engine.pause(now),
             TorrentCommand::Resume => self.engine.resume(now),
             TorrentCommand::Stop(reply) => return Some(reply),
-            TorrentCommand::SetFilePriorities(files) => self.engine.set_file_priorities(now, &files),
+            TorrentCommand::SetFilePriorities(files) => {
+                self.engine.set_file_priorities(now, &files)
+            }
             TorrentCommand::SetSequential(on) => self.engine.set_sequential(on),
             TorrentCommand::Inspect(reply) => {
                 let _ = reply.send(self.inspection(now));
@@ -233,8 +242,17 @@ impl Driver {
     }
 
     fn inspection(&self, now: std::time::Instant) -> crate::api::TorrentInspection {
-        let peers = self.engine.stats(now).peers.into_iter().map(peer_summary).collect();
-        crate::api::TorrentInspection { pieces: self.verified_snapshot(), peers }
+        let peers = self
+            .engine
+            .stats(now)
+            .peers
+            .into_iter()
+            .map(peer_summary)
+            .collect();
+        crate::api::TorrentInspection {
+            pieces: self.verified_snapshot(),
+            peers,
+        }
     }
 
     async fn stop(mut self, reply: oneshot::Sender<()>) {
@@ -245,7 +263,11 @@ impl Driver {
         match self.checkpoints.target.clone() {
             Some(target) => {
                 let verified = self.verified_snapshot();
-                if let Err(error) = self.disk.checkpoint(target.path, target.info_hash, verified, true).await {
+                if let Err(error) = self
+                    .disk
+                    .checkpoint(target.path, target.info_hash, verified, true)
+                    .await
+                {
                     tracing::error!(%error, "could not save the resume file");
                 }
             }
@@ -268,7 +290,9 @@ impl Driver {
     fn maybe_checkpoint(&mut self, now_please: bool) {
         let pieces = self.engine.have().count_ones();
         let c = &mut self.checkpoints;
-        let Some(target) = c.target.clone() else { return };
+        let Some(target) = c.target.clone() else {
+            return;
+        };
         if pieces == c.saved_pieces || c.running.as_ref().is_some_and(|r| !r.is_finished()) {
             return;
         }
@@ -280,7 +304,10 @@ impl Driver {
         let verified = self.verified_snapshot();
         let disk = self.disk.clone();
         self.checkpoints.running = Some(tokio::spawn(async move {
-            if let Err(error) = disk.checkpoint(target.path, target.info_hash, verified, false).await {
+            if let Err(error) = disk
+                .checkpoint(target.path, target.info_hash, verified, false)
+                .await
+            {
                 tracing::warn!(%error, "could not save the resume file");
             }
         }));
@@ -386,9 +413,15 @@ fn peer_summary(p: shoal_engine::torrent::PeerInfo) -> crate::api::PeerSummary {
 
 fn log_event(event: &TorrentEvent) {
     match event {
-        TorrentEvent::PeerBanned { addr, .. } => tracing::warn!(%addr, "peer banned: sent data that failed the hash check"),
-        TorrentEvent::PieceFailed { piece, .. } => tracing::warn!(%piece, "piece failed its hash check"),
-        TorrentEvent::DiskError { failure } => tracing::error!(message = %failure.message, "disk error; torrent paused"),
+        TorrentEvent::PeerBanned { addr, .. } => {
+            tracing::warn!(%addr, "peer banned: sent data that failed the hash check")
+        }
+        TorrentEvent::PieceFailed { piece, .. } => {
+            tracing::warn!(%piece, "piece failed its hash check")
+        }
+        TorrentEvent::DiskError { failure } => {
+            tracing::error!(message = %failure.message, "disk error; torrent paused")
+        }
         TorrentEvent::Complete => tracing::info!("download complete"),
         _ => {}
     }

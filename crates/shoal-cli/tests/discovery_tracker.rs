@@ -47,14 +47,32 @@ fn create_with_tracker(content: &Path, url: &str, out: &Path) -> Result<(PathBuf
 }
 
 fn shoal_downloads_from_libtorrent_through(udp: bool) -> Result<()> {
-    if !(require_tool("opentracker") && Kind::Libtorrent.require()) {
+    shoal_downloads_through(Kind::Libtorrent, udp)
+}
+
+/// Waits until the tracker counts one seeder for `hash` (a `stopped` probe adds nobody).
+fn wait_for_seeder(tracker: &OpenTracker, hash: &str) -> Result<()> {
+    for _ in 0..300 {
+        let reply = support::trackers::http_announce(tracker.addr(), hash, 1, Some("stopped"))?;
+        if reply.contains("8:completei1e") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("the seeder never announced to the tracker")
+}
+
+/// A `seeder` of the given kind and a shoal leecher announce to one opentracker; shoal gets the
+/// seeder's address from the tracker only.
+fn shoal_downloads_through(seeder: Kind, udp: bool) -> Result<()> {
+    if !(require_tool("opentracker") && seeder.require()) {
         return Ok(());
     }
-    let work = WorkDir::new(if udp {
-        "trk-udp-leech"
-    } else {
-        "trk-http-leech"
-    })?;
+    let work = WorkDir::new(&format!(
+        "trk-{}-{}",
+        seeder.name(),
+        if udp { "udp" } else { "http" }
+    ))?;
     let content = write_dataset(&work.join("seed"), "data", &[3 * MIB + 7, 100_000], 21)?;
     let tracker = OpenTracker::start(&[])?;
     let url = if udp {
@@ -64,11 +82,14 @@ fn shoal_downloads_from_libtorrent_through(udp: bool) -> Result<()> {
     };
     let (torrent, hash) = create_with_tracker(&content, &url, &work.join("data.torrent"))?;
     tracker.allow(&hash)?;
-    let _seeder = RefClient::new(Kind::Libtorrent).with_tracker(&url).seed(
-        &torrent,
-        &work.join("seed"),
-        loopback(1),
-    )?;
+    // libtorrent's harness drops the torrent's own trackers, so it is given the URL again;
+    // Transmission keeps them (and refuses to add one it already has).
+    let client = match seeder {
+        Kind::Transmission => RefClient::new(seeder),
+        _ => RefClient::new(seeder).with_tracker(&url),
+    };
+    let _seeder = client.seed(&torrent, &work.join("seed"), loopback(1))?;
+    wait_for_seeder(&tracker, &hash)?;
     let mut leecher =
         RefClient::new(Kind::Shoal).leech(&torrent, &work.join("out"), loopback(2), &[])?;
     leecher
@@ -85,6 +106,13 @@ fn shoal_finds_a_libtorrent_seeder_through_opentracker_http() -> Result<()> {
 #[test]
 fn shoal_finds_a_libtorrent_seeder_through_opentracker_udp() -> Result<()> {
     shoal_downloads_from_libtorrent_through(true)
+}
+
+/// Transmission 3.00 only refuses to *dial* tracker peers at 127/8; as a seeder it accepts
+/// shoal's connection (shoal dials from its own listen address, not the seeder's).
+#[test]
+fn shoal_finds_a_transmission_seeder_through_opentracker() -> Result<()> {
+    shoal_downloads_through(Kind::Transmission, false)
 }
 
 #[test]

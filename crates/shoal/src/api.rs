@@ -54,6 +54,34 @@ pub struct TorrentStatus {
 }
 
 impl TorrentStatus {
+    /// A torrent that has not started yet: checking, nothing verified, everything left.
+    pub fn not_started(
+        info_hash: String,
+        name: String,
+        total_bytes: u64,
+        piece_count: u32,
+    ) -> Self {
+        TorrentStatus {
+            info_hash,
+            name,
+            state: TorrentState::Checking,
+            total_bytes,
+            wanted_bytes: total_bytes,
+            verified_bytes: 0,
+            left_bytes: total_bytes,
+            piece_count,
+            verified_pieces: 0,
+            downloaded_bytes: 0,
+            uploaded_bytes: 0,
+            download_rate: 0,
+            upload_rate: 0,
+            peers: 0,
+            hash_failures: 0,
+            check_progress: 0.0,
+            error: None,
+        }
+    }
+
     /// True once every wanted piece is verified.
     pub fn is_complete(&self) -> bool {
         self.left_bytes == 0 && self.state != TorrentState::Checking

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AddTorrent, TorrentState, TorrentStatus};
+use crate::api::{AddTorrent, TorrentStatus};
 use crate::dht::{DhtConfig, DhtHandle, PublicInfoHash};
 use crate::discovery::{self, DiscoveryHandle, DiscoveryParams};
 use crate::lsd::{LsdConfig, LsdHandle, LsdPeer};
@@ -474,26 +474,12 @@ impl Drop for Session {
 }
 
 fn initial_status(meta: &Metainfo) -> TorrentStatus {
-    let total = meta.info.total_len();
-    TorrentStatus {
-        info_hash: meta.info_hash().to_hex(),
-        name: meta.info.name().to_owned(),
-        state: TorrentState::Checking,
-        total_bytes: total,
-        wanted_bytes: total,
-        verified_bytes: 0,
-        left_bytes: total,
-        piece_count: meta.info.piece_count(),
-        verified_pieces: 0,
-        downloaded_bytes: 0,
-        uploaded_bytes: 0,
-        download_rate: 0,
-        upload_rate: 0,
-        peers: 0,
-        hash_failures: 0,
-        check_progress: 0.0,
-        error: None,
-    }
+    TorrentStatus::not_started(
+        meta.info_hash().to_hex(),
+        meta.info.name().to_owned(),
+        meta.info.total_len(),
+        meta.info.piece_count(),
+    )
 }
 
 impl TorrentHandle {
@@ -608,29 +594,14 @@ async fn save_dht_nodes(dht: &DhtHandle, state_dir: Option<&std::path::Path>) {
 
 /// What a torrent known only by its magnet link looks like before its metadata arrives.
 fn magnet_status(magnet: &shoal_proto::magnet::Magnet) -> TorrentStatus {
-    TorrentStatus {
-        info_hash: magnet.info_hash.to_hex(),
-        name: magnet
-            .display_name
-            .clone()
-            .unwrap_or_else(|| magnet.info_hash.to_hex()),
-        state: TorrentState::Checking,
-        total_bytes: 0,
-        wanted_bytes: 0,
-        verified_bytes: 0,
-        // Unknown until the metadata arrives; trackers are told "something is left".
-        left_bytes: 1,
-        piece_count: 0,
-        verified_pieces: 0,
-        downloaded_bytes: 0,
-        uploaded_bytes: 0,
-        download_rate: 0,
-        upload_rate: 0,
-        peers: 0,
-        hash_failures: 0,
-        check_progress: 0.0,
-        error: None,
-    }
+    let name = magnet
+        .display_name
+        .clone()
+        .unwrap_or_else(|| magnet.info_hash.to_hex());
+    let mut status = TorrentStatus::not_started(magnet.info_hash.to_hex(), name, 0, 0);
+    // Unknown until the metadata arrives; trackers are told "something is left".
+    status.left_bytes = 1;
+    status
 }
 
 type TorrentMap = Arc<Mutex<HashMap<InfoHash, TorrentHandle>>>;

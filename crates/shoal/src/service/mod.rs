@@ -373,26 +373,12 @@ impl Service {
 
 /// What a torrent shows while the session does not run it (being checked again, or failed).
 fn placeholder_status(meta: &Metainfo) -> TorrentStatus {
-    let total = meta.info.total_len();
-    TorrentStatus {
-        info_hash: meta.info_hash().to_hex(),
-        name: meta.info.name().to_owned(),
-        state: TorrentState::Checking,
-        total_bytes: total,
-        wanted_bytes: total,
-        verified_bytes: 0,
-        left_bytes: total,
-        piece_count: meta.info.piece_count(),
-        verified_pieces: 0,
-        downloaded_bytes: 0,
-        uploaded_bytes: 0,
-        download_rate: 0,
-        upload_rate: 0,
-        peers: 0,
-        hash_failures: 0,
-        check_progress: 0.0,
-        error: None,
-    }
+    TorrentStatus::not_started(
+        meta.info_hash().to_hex(),
+        meta.info.name().to_owned(),
+        meta.info.total_len(),
+        meta.info.piece_count(),
+    )
 }
 
 fn unix_now() -> u64 {

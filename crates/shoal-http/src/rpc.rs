@@ -307,17 +307,7 @@ async fn torrent_add(state: &AppState, args: &Map<String, Value>) -> RpcResult {
     } else {
         return Err("no filename or metainfo specified".into());
     };
-    let indexes = |key: &str| -> Vec<usize> {
-        args.get(key)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_u64)
-                    .map(|i| i as usize)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let indexes = |key: &str| index_list(args, key);
     let request = AddRequest {
         source,
         download_dir: args
@@ -558,17 +548,7 @@ fn detail_field(name: &str, d: &TorrentDetail) -> Option<Value> {
 }
 
 async fn torrent_set(state: &AppState, args: &Map<String, Value>) -> RpcResult {
-    let indexes = |key: &str| -> Vec<usize> {
-        args.get(key)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_u64)
-                    .map(|i| i as usize)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let indexes = |key: &str| index_list(args, key);
     let mut priorities = Vec::new();
     for (key, level) in [
         ("priority-low", 2u8),
@@ -641,4 +621,18 @@ fn free_space(state: &AppState, args: &Map<String, Value>) -> RpcResult {
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     let total = stat.f_blocks.saturating_mul(stat.f_frsize);
     Ok(json!({ "path": path, "size-bytes": free, "total_size": total }))
+}
+
+/// A list of file indices under `key` (`files-wanted`, `priority-high`, ...); anything that is
+/// not a non-negative integer is skipped.
+fn index_list(args: &Map<String, Value>, key: &str) -> Vec<usize> {
+    args.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|i| i as usize)
+                .collect()
+        })
+        .unwrap_or_default()
 }

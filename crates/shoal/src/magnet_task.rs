@@ -62,14 +62,7 @@ impl MagnetTask {
                         }
                     }
                     MetadataOutput::Connect(addr) => {
-                        let tx = connects.clone();
-                        let cancel = cancel.clone();
-                        tokio::spawn(async move {
-                            tokio::select! {
-                                _ = cancel.cancelled() => {}
-                                r = net::connect(addr, bind) => { let _ = tx.send((addr, r)).await; }
-                            }
-                        });
+                        net::spawn_connect(addr, bind, connects.clone(), cancel.clone());
                     }
                     MetadataOutput::Disconnect { peer, reason } => {
                         tracing::debug!(peer = peer.0, %reason, "metadata fetch dropped a peer");

@@ -138,3 +138,22 @@ pub(crate) async fn connect(
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
     }
 }
+
+/// The result of one background connect: the address and the stream or the error.
+pub(crate) type ConnectResult = (SocketAddr, std::io::Result<TcpStream>);
+
+/// Connects to `addr` in a task of its own and sends the result to `done`, unless `cancel` fires
+/// first.
+pub(crate) fn spawn_connect(
+    addr: SocketAddr,
+    bind: Option<SocketAddr>,
+    done: mpsc::Sender<ConnectResult>,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            result = connect(addr, bind) => { let _ = done.send((addr, result)).await; }
+        }
+    });
+}

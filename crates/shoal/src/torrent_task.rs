@@ -344,15 +344,7 @@ impl Driver {
     }
 
     fn spawn_connect(&self, addr: SocketAddr) {
-        let tx = self.connects.clone();
-        let bind = self.bind;
-        let cancel = self.cancel.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                result = net::connect(addr, bind) => { let _ = tx.send((addr, result)).await; }
-            }
-        });
+        net::spawn_connect(addr, self.bind, self.connects.clone(), self.cancel.clone());
     }
 
     fn publish_status(&mut self, force: bool) {

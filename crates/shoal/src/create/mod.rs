@@ -17,6 +17,7 @@
 
 mod build;
 mod hash;
+mod mapped;
 pub mod piece_size;
 pub mod walk;
 

@@ -268,3 +268,24 @@ fn bad_piece_length_is_refused_before_hashing() {
         })
     ));
 }
+
+#[test]
+fn a_mapped_file_shrunk_after_the_walk_is_reported_not_a_crash() {
+    // Large enough to be hashed through a map: the pages past the new end would raise SIGBUS
+    // without the guard in `create::mapped`.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "big", 4 * 1024 * 1024, 1);
+    let content = Content::scan(&dir.path().join("big")).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("big"))
+        .unwrap()
+        .set_len(1024 * 1024 + 3)
+        .unwrap();
+    match hash_content(content, 256 * 1024, &|_| {}) {
+        Err(CreateError::FileChanged { expected_len, .. }) => {
+            assert_eq!(expected_len, 4 * 1024 * 1024)
+        }
+        other => panic!("expected FileChanged, got {other:?}"),
+    }
+}

@@ -26,6 +26,10 @@
 //!   a seeded random factor in [0.75, 1.25) so that many torrents do not retry in lockstep.
 //! - Each tracker gets `started` the first time we announce to it (again after a failure of that
 //!   announce); `completed` goes to the tracker in use when the download finishes.
+//! - A torrent short of peers (not complete, fewer than [`AnnounceConfig::few_peers`] connected,
+//!   as told by [`AnnounceSchedule::handle_swarm`]) announces again after the tracker's
+//!   `min interval` (or [`AnnounceConfig::short_of_peers_interval`] when it sent none) instead of
+//!   the full interval; the rule applies as soon as the torrent falls short, also mid-interval.
 //!
 //! Every tracker's state (last error, next announce, seeders and leechers) is visible through
 //! [`AnnounceSchedule::trackers`].
@@ -54,6 +58,12 @@ pub struct AnnounceConfig {
     pub backoff_base: Duration,
     /// Longest back-off. Default 1 h.
     pub backoff_max: Duration,
+    /// A torrent with fewer connected peers than this (and not complete) is short of peers.
+    /// Default 5.
+    pub few_peers: usize,
+    /// How soon a torrent short of peers announces again when the tracker sent no
+    /// `min interval`. Default 60 s.
+    pub short_of_peers_interval: Duration,
 }
 
 impl Default for AnnounceConfig {
@@ -66,6 +76,8 @@ impl Default for AnnounceConfig {
             min_interval_floor: Duration::from_secs(30),
             backoff_base: Duration::from_secs(15),
             backoff_max: Duration::from_secs(3600),
+            few_peers: 5,
+            short_of_peers_interval: Duration::from_secs(60),
         }
     }
 }
@@ -131,6 +143,8 @@ pub struct TrackerStatus {
     pub interval: Option<Duration>,
     pub min_interval: Option<Duration>,
     pub last_success: Option<Instant>,
+    /// When its last announce ended, well or not (`None`: never contacted).
+    pub last_announce: Option<Instant>,
     pub seeders: Option<u32>,
     pub leechers: Option<u32>,
     /// Peers in its last reply.
@@ -151,6 +165,7 @@ struct Tracker {
     interval: Option<Duration>,
     min_interval: Option<Duration>,
     last_success: Option<Instant>,
+    last_announce: Option<Instant>,
     seeders: Option<u32>,
     leechers: Option<u32>,
     last_peer_count: usize,
@@ -179,6 +194,10 @@ pub struct AnnounceSchedule {
     key: u32,
     /// When the next regular announce is due.
     next_due: Instant,
+    /// When the next announce is due while the torrent is short of peers.
+    short_due: Instant,
+    /// The torrent is short of peers (see [`AnnounceSchedule::handle_swarm`]).
+    short_of_peers: bool,
     /// Earliest time a user-requested announce may go out (the `min interval`).
     earliest_manual: Instant,
     completed_pending: bool,
@@ -214,6 +233,8 @@ impl AnnounceSchedule {
             rng,
             key,
             next_due: now,
+            short_due: now,
+            short_of_peers: false,
             earliest_manual: now,
             completed_pending: false,
             in_flight: None,
@@ -239,7 +260,7 @@ impl AnnounceSchedule {
             self.trackers[index].stop_sent = true;
             (index, AnnounceEvent::Stopped)
         } else {
-            if now < self.next_due {
+            if now < self.due() {
                 return None;
             }
             let index = *self
@@ -300,6 +321,7 @@ impl AnnounceSchedule {
         tracker.interval = Some(interval);
         tracker.min_interval = Some(min_interval);
         tracker.last_success = Some(now);
+        tracker.last_announce = Some(now);
         tracker.seeders = reply.seeders;
         tracker.leechers = reply.leechers;
         tracker.last_peer_count = reply.peers.len();
@@ -310,7 +332,12 @@ impl AnnounceSchedule {
             self.completed_pending = false;
         }
         if self.stopping.is_none() {
+            let short = match reply.min_interval {
+                Some(_) => min_interval,
+                None => self.config.short_of_peers_interval.min(interval),
+            };
             self.next_due = now + interval;
+            self.short_due = now + short;
             self.earliest_manual = now + min_interval;
             self.promote(index);
         }
@@ -327,13 +354,31 @@ impl AnnounceSchedule {
         let tracker = &mut self.trackers[index];
         tracker.consecutive_failures = failures;
         tracker.last_error = Some(error.into());
+        tracker.last_announce = Some(now);
         tracker.retry_at = Some(now + delay);
+    }
+
+    /// How the torrent is doing: `connected` peers, `complete` when it has every wanted piece.
+    /// Short of peers (see the module docs), the next announce moves up to the tracker's
+    /// `min interval` after the last one; enough peers again, it goes back to the full interval.
+    pub fn handle_swarm(&mut self, connected: usize, complete: bool) {
+        self.short_of_peers = !complete && connected < self.config.few_peers;
+    }
+
+    /// When the next regular (not backing-off) announce is due.
+    fn due(&self) -> Instant {
+        if self.short_of_peers {
+            self.next_due.min(self.short_due)
+        } else {
+            self.next_due
+        }
     }
 
     /// The download finished: announce `completed` now.
     pub fn handle_completed(&mut self, now: Instant) {
         self.completed_pending = true;
         self.next_due = self.next_due.min(now);
+        self.short_due = self.short_due.min(now);
     }
 
     /// The user asked for an announce: as soon as the tracker's `min interval` allows.
@@ -356,6 +401,7 @@ impl AnnounceSchedule {
         self.stopping = None;
         self.in_flight = None;
         self.next_due = now;
+        self.short_due = now;
         for tracker in &mut self.trackers {
             tracker.started_sent = false;
             tracker.stop_sent = false;
@@ -386,9 +432,9 @@ impl AnnounceSchedule {
             .trackers
             .iter()
             .filter(|t| t.usable())
-            .map(|t| t.retry_at.unwrap_or(self.next_due))
+            .map(|t| t.retry_at.unwrap_or(self.due()))
             .min()?;
-        Some(self.next_due.max(available))
+        Some(self.due().max(available))
     }
 
     /// Every tracker's state, in the order they are tried.
@@ -428,6 +474,7 @@ impl AnnounceSchedule {
                     interval: t.interval,
                     min_interval: t.min_interval,
                     last_success: t.last_success,
+                    last_announce: t.last_announce,
                     seeders: t.seeders,
                     leechers: t.leechers,
                     last_peer_count: t.last_peer_count,
@@ -488,6 +535,7 @@ impl Tracker {
             interval: None,
             min_interval: None,
             last_success: None,
+            last_announce: None,
             seeders: None,
             leechers: None,
             last_peer_count: 0,
@@ -840,5 +888,86 @@ mod tests {
         assert_eq!(order(11), order(11), "same seed, same order");
         let distinct: std::collections::HashSet<Vec<String>> = (0..20).map(order).collect();
         assert!(distinct.len() > 5, "{} distinct orders", distinct.len());
+    }
+
+    #[test]
+    fn short_of_peers_announces_at_the_min_interval() {
+        // (connected peers, complete) -> seconds to the next announce after a reply of
+        // interval 1800 s, min interval 300 s.
+        let table: [(usize, bool, u64); 5] = [
+            (0, false, 300),
+            (4, false, 300),
+            (5, false, 1800),
+            (0, true, 1800),
+            (50, false, 1800),
+        ];
+        for (connected, complete, want) in table {
+            let now = t0();
+            let mut s = AnnounceSchedule::new(now, &tiers(&[&[T0]]), AnnounceConfig::default(), 1);
+            s.handle_swarm(connected, complete);
+            let req = s.poll_request(now, totals()).unwrap();
+            s.handle_reply(now, req.tracker, &reply(Some(1800), Some(300)));
+            assert_eq!(
+                s.poll_timeout(),
+                Some(now + secs(want)),
+                "{connected} peers, complete {complete}"
+            );
+            assert_eq!(status(&s, T0).next_announce, Some(now + secs(want)));
+            assert_eq!(s.poll_request(now + secs(want) - secs(1), totals()), None);
+            assert!(s.poll_request(now + secs(want), totals()).is_some());
+        }
+    }
+
+    #[test]
+    fn short_of_peers_without_min_interval_waits_sixty_seconds() {
+        let now = t0();
+        let mut s = AnnounceSchedule::new(now, &tiers(&[&[T0]]), AnnounceConfig::default(), 1);
+        s.handle_swarm(0, false);
+        let req = s.poll_request(now, totals()).unwrap();
+        s.handle_reply(now, req.tracker, &reply(Some(1800), None));
+        assert_eq!(s.poll_timeout(), Some(now + secs(60)));
+        // A tracker whose interval is shorter than that is still obeyed.
+        let req = s.poll_request(now + secs(60), totals()).unwrap();
+        s.handle_reply(now + secs(60), req.tracker, &reply(Some(45), None));
+        assert_eq!(s.poll_timeout(), Some(now + secs(120)));
+    }
+
+    #[test]
+    fn falling_short_of_peers_mid_interval_moves_the_announce_up_and_back() {
+        let now = t0();
+        let mut s = AnnounceSchedule::new(now, &tiers(&[&[T0]]), AnnounceConfig::default(), 1);
+        s.handle_swarm(20, false);
+        let req = s.poll_request(now, totals()).unwrap();
+        s.handle_reply(now, req.tracker, &reply(Some(1800), Some(120)));
+        assert_eq!(s.poll_timeout(), Some(now + secs(1800)));
+        // The peers leave 10 minutes later: the announce is due at once (min interval passed).
+        s.handle_swarm(1, false);
+        assert_eq!(s.poll_timeout(), Some(now + secs(120)));
+        assert!(s.poll_request(now + secs(600), totals()).is_some());
+        s.handle_reply(
+            now + secs(600),
+            TrackerKey(0),
+            &reply(Some(1800), Some(120)),
+        );
+        assert_eq!(s.poll_timeout(), Some(now + secs(720)));
+        // Peers found: back to the full interval.
+        s.handle_swarm(8, false);
+        assert_eq!(s.poll_timeout(), Some(now + secs(2400)));
+    }
+
+    #[test]
+    fn last_announce_time_is_kept_for_success_and_failure() {
+        let now = t0();
+        let mut s =
+            AnnounceSchedule::new(now, &tiers(&[&[T0], &[T1]]), AnnounceConfig::default(), 1);
+        assert_eq!(status(&s, T0).last_announce, None);
+        let req = s.poll_request(now, totals()).unwrap();
+        s.handle_failure(now + secs(2), req.tracker, "refused");
+        let req = s.poll_request(now + secs(2), totals()).unwrap();
+        s.handle_reply(now + secs(3), req.tracker, &reply(Some(600), None));
+        assert_eq!(status(&s, T0).last_announce, Some(now + secs(2)));
+        assert_eq!(status(&s, T0).last_success, None);
+        assert_eq!(status(&s, T1).last_announce, Some(now + secs(3)));
+        assert_eq!(status(&s, T1).last_success, Some(now + secs(3)));
     }
 }

@@ -13,6 +13,7 @@
 )]
 
 pub mod bencode;
+pub mod dht;
 pub mod geometry;
 pub mod ids;
 pub mod lsd;

@@ -12,6 +12,7 @@
 pub mod announce;
 pub mod bitfield;
 pub mod choker;
+pub mod dht;
 pub mod disk;
 pub mod metadata;
 pub mod peer;

@@ -121,6 +121,13 @@ impl Token {
     }
 }
 
+impl From<[u8; 8]> for Token {
+    /// An 8-byte token, the length shoal hands out.
+    fn from(bytes: [u8; 8]) -> Self {
+        Token(bytes.to_vec())
+    }
+}
+
 /// A node as listed in `nodes`: its id and IPv4 address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct CompactNode {

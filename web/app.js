@@ -41,6 +41,13 @@ function fmtBytes(n) {
   return (i === 0 ? String(n) : n.toFixed(n < 10 ? 2 : 1)) + " " + units[i];
 }
 
+/** Piece sizes are powers of two: 16 KiB, 4 MiB. */
+function fmtPieceLen(n) {
+  if (n >= 1048576 && n % 1048576 === 0) return n / 1048576 + " MiB";
+  if (n >= 1024 && n % 1024 === 0) return n / 1024 + " KiB";
+  return n + " B";
+}
+
 function fmtRate(n) { return n > 0 ? fmtBytes(n) + "/s" : "–"; }
 
 function fmtDuration(secs) {
@@ -62,7 +69,22 @@ function eta(t) {
 
 function stateText(t) {
   if (t.state === "checking") return "checking " + Math.floor(t.check_progress * 100) + "%";
+  if (t.state === "fetching_metadata") return "metadata " + Math.floor((t.metadata_progress || 0) * 100) + "%";
   return t.state;
+}
+
+/** What the row's bar shows: the check, the metadata fetch, or the download. */
+function barShare(t) {
+  if (t.state === "checking") return t.check_progress;
+  if (t.state === "fetching_metadata") return t.metadata_progress || 0;
+  return t.progress;
+}
+
+/** A Unix time (seconds) relative to now: "12s ago", "in 3m 4s". */
+function fmtWhen(secs) {
+  if (secs === null || secs === undefined) return "";
+  const delta = secs - Date.now() / 1000;
+  return delta >= 0 ? "in " + fmtDuration(delta) : fmtDuration(-delta) + " ago";
 }
 
 function pct(fraction) { return (Math.floor(fraction * 1000) / 10).toFixed(1) + "%"; }
@@ -89,7 +111,9 @@ async function call(method, path, body, retried) {
     await fetchToken();
     return call(method, path, body, true);
   }
-  throw new Error(error.message || "HTTP " + res.status);
+  const err = new Error(error.message || "HTTP " + res.status);
+  err.kind = error.error;
+  throw err;
 }
 
 // ---- messages -----------------------------------------------------------------------------
@@ -149,8 +173,7 @@ class Row {
     this.t = t;
     this.set("name", this.name, t.name);
     this.set("size", this.size, fmtBytes(t.total_bytes));
-    const p = t.state === "checking" ? t.check_progress : t.progress;
-    const width = pct(p);
+    const width = pct(barShare(t));
     if (this.v.width !== width) { this.v.width = width; this.fill.style.width = width; }
     this.set("pct", this.pct, pct(t.progress));
     this.set("state", this.state, stateText(t));
@@ -201,7 +224,7 @@ function render(list) {
   }
   for (const hash of [...ui.rows.keys()]) if (!seen.has(hash)) dropRow(hash);
   const parts = [list.length + (list.length === 1 ? " torrent" : " torrents")];
-  for (const s of ["downloading", "seeding", "paused", "checking", "error"]) if (counts[s]) parts.push(counts[s] + " " + s);
+  for (const s of ["downloading", "seeding", "paused", "checking", "fetching_metadata", "error"]) if (counts[s]) parts.push(counts[s] + " " + s);
   const totals = parts.join(", ") + "  ↓ " + fmtRate(down) + "  ↑ " + fmtRate(up);
   if ($("totals").textContent !== totals) $("totals").textContent = totals;
   $("empty").hidden = list.length !== 0;
@@ -295,6 +318,7 @@ async function onAdd(ev) {
   const text = $("add-magnet").value.trim();
   if (!files.length && !text) { say("Choose a .torrent file or paste a magnet link."); return; }
   $("add-button").disabled = true;
+  say("");
   let ok = true;
   try {
     if (files.length) ok = await addFiles(files);
@@ -327,6 +351,7 @@ function openDetail(hash) {
   }
   for (const row of ui.rows.values()) row.tr.classList.toggle("selected", row.hash === hash);
   $("detail").hidden = false;
+  document.body.classList.add("detail-open");
   clearInterval(ui.detailTimer);
   ui.detailTimer = setInterval(loadDetail, DETAIL_EVERY_MS);
   loadDetail();
@@ -336,6 +361,7 @@ function closeDetail() {
   clearInterval(ui.detailTimer);
   ui.selected = null;
   $("detail").hidden = true;
+  document.body.classList.remove("detail-open");
   for (const row of ui.rows.values()) row.tr.classList.remove("selected");
 }
 
@@ -347,7 +373,9 @@ async function loadDetail() {
     const d = await call("GET", `/torrents/${hash}`);
     if (ui.selected === hash) renderDetail(d);
   } catch (e) {
-    if (ui.selected === hash) say(e.message);
+    if (ui.selected !== hash) return;
+    if (e.kind === "metadata_pending") renderPending(hash);
+    else say(e.message);
   } finally { ui.detailBusy = false; }
 }
 
@@ -356,7 +384,7 @@ function renderDetail(d) {
   const facts = [
     ["Info hash", d.info_hash], ["Size", fmtBytes(d.total_bytes)],
     ["Wanted", fmtBytes(d.wanted_bytes) + " (" + fmtBytes(d.left_bytes) + " left)"],
-    ["Pieces", d.piece_count + " × " + fmtBytes(d.piece_len)],
+    ["Pieces", d.piece_count + " × " + fmtPieceLen(d.piece_len)],
     ["Downloaded", fmtBytes(d.downloaded_bytes)], ["Uploaded", fmtBytes(d.uploaded_bytes)],
     ["Hash failures", String(d.hash_failures)], ["Saved in", String(d.download_dir)],
   ];
@@ -370,6 +398,20 @@ function renderDetail(d) {
   renderFiles(d);
   renderPeers(d);
   renderTrackers(d.trackers);
+}
+
+/** A magnet link whose metadata has not arrived: nothing to show but the wait. */
+function renderPending(hash) {
+  const row = ui.rows.get(hash);
+  const share = row ? Math.floor((row.t.metadata_progress || 0) * 100) + "%" : "";
+  $("detail-facts").replaceChildren(el("dt", {}, "Info hash"), el("dd", {}, hash),
+    el("dt", {}, "Metadata"), el("dd", {}, "waiting for peers to send it " + share));
+  drawPieces($("piece-map"), new Uint8Array(0), 0);
+  $("piece-summary").textContent = "known once the metadata arrives";
+  ui.fileRows = [];
+  document.querySelector("#files tbody").replaceChildren();
+  renderPeers({ peers: [], piece_count: 0 });
+  renderTrackers([]);
 }
 
 /** The base64 bitfield (first piece in the high bit of the first byte) as a byte per piece. */
@@ -391,8 +433,9 @@ function drawPieces(canvas, bits, count) {
   const MAX_HEIGHT = 160;
   const ratio = window.devicePixelRatio || 1;
   const width = Math.max(100, canvas.clientWidth || 480);
-  let cell = Math.floor(Math.sqrt((width * MAX_HEIGHT) / Math.max(count, 1)));
-  cell = Math.max(2, Math.min(16, cell));
+  // The largest cell (16 px at most, 2 at least) that still gives every piece a cell of its own.
+  let cell = 16;
+  while (cell > 2 && Math.floor(width / cell) * Math.floor(MAX_HEIGHT / cell) < count) cell--;
   const cols = Math.max(1, Math.floor(width / cell));
   const maxRows = Math.max(1, Math.floor(MAX_HEIGHT / cell));
   const perCell = Math.max(1, Math.ceil(count / (cols * maxRows)));
@@ -498,32 +541,32 @@ function renderPeers(d) {
 }
 
 /**
- * Trackers: the metainfo's tiers (arrays of URLs) or, where the daemon reports them, objects with
- * a `url` and whatever status fields it sends (shown as given).
+ * Trackers: objects with a url, tier, status and the last announce's outcome (what the daemon
+ * reports), or plain tiers of URLs (older daemons); a column stays empty when nothing is known.
  */
 function renderTrackers(trackers) {
   const rows = [];
   (trackers || []).forEach((entry, i) => {
-    if (typeof entry === "string") rows.push([String(i), entry, "", ""]);
-    else if (Array.isArray(entry)) for (const url of entry) rows.push([String(i), String(url), "", ""]);
-    else if (entry && typeof entry === "object") rows.push(trackerRow(entry, i));
+    if (typeof entry === "string") rows.push({ tier: i, url: entry });
+    else if (Array.isArray(entry)) for (const url of entry) rows.push({ tier: i, url: String(url) });
+    else if (entry && typeof entry === "object") rows.push(entry);
   });
   $("trackers-empty").hidden = rows.length !== 0;
-  document.querySelector("#trackers tbody").replaceChildren(...rows.map((cells) => {
-    const tr = el("tr");
-    cells.forEach((text, i) => tr.appendChild(el("td", i === 1 ? { class: "path" } : {}, text)));
-    return tr;
-  }));
+  document.querySelector("#trackers tbody").replaceChildren(...rows.map(trackerRow));
 }
 
-function trackerRow(t, i) {
-  const tier = t.tier !== undefined ? String(t.tier) : String(i);
-  const status = t.status ?? t.state ?? (t.error || t.last_error ? "error" : "");
-  const skip = new Set(["url", "tier", "status", "state"]);
-  const details = Object.entries(t)
-    .filter(([k, v]) => !skip.has(k) && v !== null && v !== "" && typeof v !== "object")
-    .map(([k, v]) => k.replace(/_/g, " ") + ": " + v).join(", ");
-  return [tier, String(t.url ?? t.announce ?? ""), String(status), details];
+function trackerRow(t) {
+  const tr = el("tr", { class: "tracker " + (t.status || "") });
+  const known = (v) => (v === null || v === undefined ? "" : String(v));
+  const swarm = t.seeders !== undefined && t.seeders !== null ? `${t.seeders} / ${known(t.leechers)}` : "";
+  const message = t.last_error || t.warning || "";
+  const status = el("td", { class: "status" }, known(t.status));
+  if (t.consecutive_failures > 1) status.textContent += ` (${t.consecutive_failures}×)`;
+  tr.append(el("td", {}, known(t.tier)), el("td", { class: "path" }, known(t.url)), status,
+    el("td", { class: "num" }, t.last_success ? known(t.last_peers) : ""), el("td", { class: "num" }, swarm),
+    el("td", {}, fmtWhen(t.last_announce)), el("td", {}, fmtWhen(t.next_announce)),
+    el("td", { class: "message" }, message));
+  return tr;
 }
 
 // ---- live updates -------------------------------------------------------------------------
@@ -539,6 +582,7 @@ function onServiceEvent(ev) {
   const name = row ? row.t.name : ev.name || ev.info_hash;
   if (ev.type === "removed") dropRow(ev.info_hash);
   else if (ev.type === "completed") say("Completed: " + name, "info");
+  else if (ev.type === "verified") say("Check finished: " + name, "info");
   else if (ev.type === "error") say(name + ": " + ev.message);
   else if (ev.type === "peer_banned") say(`${name}: banned peer ${ev.addr}`, "info");
 }
@@ -564,6 +608,7 @@ async function poll() {
 
 async function start() {
   $("add-form").addEventListener("submit", onAdd);
+  $("message").addEventListener("click", () => say(""));
   $("filter").addEventListener("input", onFilter);
   document.querySelector("#torrents tbody").addEventListener("click", onListClick);
   $("detail-close").addEventListener("click", closeDetail);

@@ -92,11 +92,12 @@ fn create_torrent(content: &Path, tracker: &str, out: &Path) -> Result<String> {
     Ok(hash)
 }
 
-/// Waits until the tracker counts one seeder for `hash` (the `stopped` probe adds nobody).
+/// Waits until the tracker knows the seeder for `hash`, counted as complete or not (a seeder may
+/// announce `started` before its data check ends; the `stopped` probe adds nobody).
 fn wait_for_seeder(tracker: &OpenTracker, hash: &str) -> Result<()> {
     for _ in 0..300 {
         let reply = support::trackers::http_announce(tracker.addr(), hash, 1, Some("stopped"))?;
-        if reply.contains("8:completei1e") {
+        if reply.contains("8:completei1e") || reply.contains("10:incompletei1e") {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -187,7 +188,10 @@ fn flow() -> Result<()> {
     let hash = create_torrent(&content, &tracker.http_url(), &torrent)?;
     tracker.allow(&hash)?;
     let seeder = RefClient::new(Kind::Shoal).seed(&torrent, &work.join("seed"), loopback(1))?;
-    wait_for_seeder(&tracker, &hash)?;
+    wait_for_seeder(&tracker, &hash).map_err(|e| {
+        mark_failed();
+        e.context(format!("{}{}", seeder.logs(), tracker.log_tail()))
+    })?;
     let (daemon, url) = start_daemon(&work)?;
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("daemon-web-ui");
@@ -196,6 +200,7 @@ fn flow() -> Result<()> {
     }
     eprintln!("screenshots: {}", shots.display());
     let flow = run_flow(&url, &torrent, &hash, &shots).map_err(|e| {
+        mark_failed();
         e.context(format!(
             "{}{}{}",
             daemon.log_tail(),

@@ -64,6 +64,17 @@ pub struct PeerOptions {
     /// Bootstrap the DHT from this node instead of the public routers (repeatable).
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_dht")]
     pub dht_bootstrap: Vec<String>,
+    /// Download limit in bytes per second over all peers: 500K, 2M, 1048576 (0: none).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_down: Option<u64>,
+    /// Upload limit in bytes per second over all peers: 500K, 2M, 1048576 (0: none).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_up: Option<u64>,
+}
+
+/// A rate on the command line: a size per second (binary units, see [`crate::units`]).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    crate::units::parse_size(text.trim_end_matches("/s")).map_err(|e| e.to_string())
 }
 
 pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
@@ -207,6 +218,10 @@ async fn start_session(options: PeerOptions) -> anyhow::Result<Session> {
     let dht = (!options.no_dht).then(|| dht_config(config.listen_addr, &options.dht_bootstrap));
     config.dht = dht.clone();
     config.lsd = options.lsd.then(shoal::lsd::LsdConfig::default);
+    config.rate_limits = shoal::RateLimits {
+        download: options.max_down.filter(|&b| b > 0),
+        upload: options.max_up.filter(|&b| b > 0),
+    };
     match Session::start(config.clone()).await {
         Ok(session) => Ok(session),
         Err(_) if options.listen.is_none() => {
@@ -320,5 +335,20 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_parse_as_binary_sizes_per_second() {
+        assert_eq!(parse_rate("500K"), Ok(500 * 1024));
+        assert_eq!(parse_rate("2M"), Ok(2 << 20));
+        assert_eq!(parse_rate("2M/s"), Ok(2 << 20));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("5X").is_err());
     }
 }

@@ -61,6 +61,7 @@ impl Daemon {
             ..SessionConfig::default()
         };
         session_config.listen_addr = config.peer_addr;
+        session_config.rate_limits = config.rate_limits();
         if config.dht {
             let mut dht = shoal::dht::DhtConfig::default();
             if let SocketAddr::V4(v4) = config.peer_addr {

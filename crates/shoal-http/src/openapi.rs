@@ -103,7 +103,7 @@ pub fn document() -> Value {
 
 fn schemas() -> Value {
     let u64s = json!({ "type": "integer", "minimum": 0 });
-    let limit = json!({ "type": ["integer", "null"], "minimum": 0, "description": "bytes per second; null: none (stored, not yet enforced)" });
+    let limit = json!({ "type": ["integer", "null"], "minimum": 0, "description": "bytes per second, enforced on every peer connection (the global limit and the torrent's both apply); null or 0: none" });
     json!({
         "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" } } },
         "AddRequest": { "type": "object", "required": ["source"], "properties": {

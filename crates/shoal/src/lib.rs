@@ -11,6 +11,7 @@ pub mod lsd;
 pub mod magnet_task;
 mod net;
 mod peer_io;
+pub mod rate_limit;
 pub mod service;
 pub mod session;
 pub mod storage;
@@ -18,4 +19,5 @@ mod torrent_task;
 pub mod tracker;
 
 pub use api::{AddTorrent, TorrentState, TorrentStatus};
+pub use rate_limit::RateLimits;
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};

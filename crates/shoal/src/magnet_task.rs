@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::{self, IncomingPeer};
 use crate::peer_io::{PeerIo, PeerIoEvent};
+// Metadata exchange (a few hundred KiB at most) is not charged to the rate limits:
+// connections here get `PeerLimits::default()`, which is unlimited.
+use crate::rate_limit::PeerLimits;
 use crate::torrent_task::TorrentCommand;
 
 /// Why a metadata fetch ended without a torrent.
@@ -98,7 +101,7 @@ impl MagnetTask {
                 },
                 Some(inc) = incoming.recv() => {
                     let key = fetch.handle_incoming(now(), inc.addr, inc.handshake);
-                    peers.insert(key, PeerIo::spawn(key, inc.stream, peer_events.clone(), &cancel));
+                    peers.insert(key, PeerIo::spawn(key, inc.stream, peer_events.clone(), &cancel, PeerLimits::default()));
                     if !inc.rest.is_empty() {
                         fetch.handle_peer_data(now(), key, &inc.rest);
                     }
@@ -106,7 +109,7 @@ impl MagnetTask {
                 Some((addr, result)) = connect_rx.recv() => match result {
                     Ok(stream) => {
                         let key = fetch.handle_connected(now(), addr);
-                        peers.insert(key, PeerIo::spawn(key, stream, peer_events.clone(), &cancel));
+                        peers.insert(key, PeerIo::spawn(key, stream, peer_events.clone(), &cancel, PeerLimits::default()));
                     }
                     Err(_) => fetch.handle_connect_failed(now(), addr),
                 },

@@ -5,10 +5,14 @@
 //! without limit) and a writer that writes what the torrent task hands it, batching whatever is
 //! queued into one vectored write. Dropping the [`PeerIo`] handle, or cancelling its token, closes
 //! the connection; either side ending sends exactly one `Closed` to the torrent task.
+//!
+//! Rate limits (see [`crate::rate_limit`]) hook in at one place per direction: the reader charges
+//! what it read before handing it on (and reads in smaller chunks while limited), the writer
+//! charges a batch before writing it. Unlimited, each hook is one atomic load.
 
 use std::io::IoSlice;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use shoal_engine::PeerKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -16,6 +20,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+use crate::rate_limit::{Chain, PeerLimits};
 
 /// How many bytes one read asks the socket for.
 const READ_CHUNK: usize = 256 * 1024;
@@ -49,6 +55,7 @@ impl PeerIo {
         stream: TcpStream,
         events: mpsc::Sender<PeerIoEvent>,
         parent: &CancellationToken,
+        limits: PeerLimits,
     ) -> PeerIo {
         let _ = stream.set_nodelay(true);
         let addr = stream.peer_addr().ok();
@@ -57,10 +64,25 @@ impl PeerIo {
         let cancel = parent.child_token();
         let span = tracing::debug_span!("peer", peer = peer.0, addr = ?addr);
         tokio::spawn(
-            read_loop(peer, read_half, events.clone(), cancel.clone()).instrument(span.clone()),
+            read_loop(
+                peer,
+                read_half,
+                events.clone(),
+                cancel.clone(),
+                limits.download,
+            )
+            .instrument(span.clone()),
         );
         tokio::spawn(
-            write_loop(peer, write_half, outgoing_rx, events, cancel.clone()).instrument(span),
+            write_loop(
+                peer,
+                write_half,
+                outgoing_rx,
+                events,
+                cancel.clone(),
+                limits.upload,
+            )
+            .instrument(span),
         );
         PeerIo { outgoing, cancel }
     }
@@ -83,19 +105,26 @@ async fn read_loop(
     mut socket: OwnedReadHalf,
     events: mpsc::Sender<PeerIoEvent>,
     cancel: CancellationToken,
+    limit: Chain,
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let error = loop {
         if buf.capacity() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
+        let mut room = (&mut buf).limit(limit.chunk(READ_CHUNK));
         let read = tokio::select! {
             _ = cancel.cancelled() => return,
-            read = socket.read_buf(&mut buf) => read,
+            read = socket.read_buf(&mut room) => read,
         };
         match read {
             Ok(0) => break None,
-            Ok(_) => {
+            Ok(n) => {
+                // Rate limit hook (download): wait for tokens before handing the bytes on.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = limit.acquire(n) => {}
+                }
                 let data = buf.split().freeze();
                 if events.send(PeerIoEvent::Data { peer, data }).await.is_err() {
                     return;
@@ -114,6 +143,7 @@ async fn write_loop(
     mut outgoing: mpsc::UnboundedReceiver<Bytes>,
     events: mpsc::Sender<PeerIoEvent>,
     cancel: CancellationToken,
+    limit: Chain,
 ) {
     let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_IOVECS);
     loop {
@@ -121,16 +151,25 @@ async fn write_loop(
             _ = cancel.cancelled() => break,
             next = outgoing.recv() => match next { Some(b) => b, None => break },
         };
+        let max_bytes = limit.chunk(usize::MAX);
+        let mut bytes = first.len();
         batch.push(first);
-        while batch.len() < MAX_IOVECS {
+        while batch.len() < MAX_IOVECS && bytes < max_bytes {
             match outgoing.try_recv() {
-                Ok(b) => batch.push(b),
+                Ok(b) => {
+                    bytes += b.len();
+                    batch.push(b);
+                }
                 Err(_) => break,
             }
         }
+        // Rate limit hook (upload): wait for tokens before writing the batch.
         let result = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = write_batch(&mut socket, &mut batch) => r,
+            r = async {
+                limit.acquire(bytes).await;
+                write_batch(&mut socket, &mut batch).await
+            } => r,
         };
         if let Err(e) = result {
             cancel.cancel();

@@ -25,6 +25,7 @@ use crate::discovery::{self, DiscoveryHandle, DiscoveryParams};
 use crate::lsd::{LsdConfig, LsdHandle, LsdPeer};
 use crate::magnet_task::MagnetTask;
 use crate::net::{self, Router};
+use crate::rate_limit::{LimitPair, PeerLimits, RateLimits};
 use crate::storage::{self, DiskPool, DiskPoolConfig, StorageOptions, TorrentStorage};
 use crate::torrent_task::{ResumeTarget, TorrentCommand, TorrentTask};
 use crate::tracker::{TrackerClient, TrackerConfig};
@@ -50,6 +51,9 @@ pub struct SessionConfig {
     /// Local Service Discovery (BEP 14); `None` (the library default) runs none. Its
     /// `listen_port` is replaced by the session's.
     pub lsd: Option<LsdConfig>,
+    /// Global rate limits over all torrents (default: none). Change them later with
+    /// [`Session::set_rate_limits`]; per torrent with [`TorrentHandle::set_rate_limits`].
+    pub rate_limits: RateLimits,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +69,7 @@ impl Default for SessionConfig {
             tracker: TrackerConfig::default(),
             dht: None,
             lsd: None,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -108,6 +113,8 @@ pub struct Session {
     tracker_client: Option<Arc<TrackerClient>>,
     lsd: Option<LsdHandle>,
     dht: Option<Arc<DhtHandle>>,
+    /// The global rate limits every connection is charged to.
+    limits: LimitPair,
     cancel: CancellationToken,
 }
 
@@ -121,6 +128,8 @@ pub struct TorrentHandle {
     events: broadcast::Sender<TorrentEvent>,
     commands: mpsc::Sender<TorrentCommand>,
     discovery: DiscoveryHandle,
+    /// This torrent's own rate limits (under the session's).
+    limits: LimitPair,
 }
 
 impl Session {
@@ -165,6 +174,7 @@ impl Session {
             )
         });
         Ok(Session {
+            limits: LimitPair::new(config.rate_limits),
             tracker_client,
             dht,
             config,
@@ -231,6 +241,7 @@ impl Session {
         let (events, _) = broadcast::channel(1024);
         self.router.insert(info_hash, incoming_tx);
         let bind = (!self.listen_addr.ip().is_unspecified()).then_some(self.listen_addr);
+        let limits = LimitPair::default();
         let task = TorrentTask {
             engine,
             disk: self.disk.handle(storage, disk_tx),
@@ -242,6 +253,7 @@ impl Session {
             bind,
             resume,
             cancel: self.cancel.child_token(),
+            limits: PeerLimits::new(&limits, &self.limits),
         };
         let discovery = discovery::start(
             DiscoveryParams {
@@ -267,6 +279,7 @@ impl Session {
             events,
             commands: commands_tx,
             discovery,
+            limits,
         };
         self.lock_torrents().insert(info_hash, handle.clone());
         self.update_lsd();
@@ -425,6 +438,16 @@ impl Session {
         self.disk.queue_depth()
     }
 
+    /// The global rate limits.
+    pub fn rate_limits(&self) -> RateLimits {
+        self.limits.get()
+    }
+
+    /// Changes the global rate limits; running connections feel it from their next chunk.
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        self.limits.set(limits);
+    }
+
     /// The session's folder for resume files, if it keeps them.
     pub fn state_dir(&self) -> Option<&std::path::Path> {
         self.config.state_dir.as_deref()
@@ -520,6 +543,16 @@ impl TorrentHandle {
     }
     pub async fn resume(&self) {
         let _ = self.commands.send(TorrentCommand::Resume).await;
+    }
+
+    /// This torrent's own rate limits (the session's global ones apply on top).
+    pub fn rate_limits(&self) -> RateLimits {
+        self.limits.get()
+    }
+
+    /// Changes this torrent's rate limits; its connections feel it from their next chunk.
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        self.limits.set(limits);
     }
 
     /// Sets per-file priorities (priority 0: not wanted); pieces shared by files take the highest.

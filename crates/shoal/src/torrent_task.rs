@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{TorrentState, TorrentStatus};
 use crate::net::{self, IncomingPeer};
 use crate::peer_io::{PeerIo, PeerIoEvent};
+use crate::rate_limit::PeerLimits;
 use crate::storage::DiskHandle;
 
 /// How often at most the status snapshot is refreshed.
@@ -66,6 +67,8 @@ pub(crate) struct TorrentTask {
     pub bind: Option<SocketAddr>,
     pub resume: Option<ResumeTarget>,
     pub cancel: CancellationToken,
+    /// The rate limits every connection of this torrent is charged to.
+    pub limits: PeerLimits,
 }
 
 impl std::fmt::Debug for TorrentTask {
@@ -84,6 +87,7 @@ struct Driver {
     events: tokio::sync::broadcast::Sender<TorrentEvent>,
     bind: Option<SocketAddr>,
     cancel: CancellationToken,
+    limits: PeerLimits,
     last_status: Instant,
     checkpoints: Checkpoints,
 }
@@ -110,6 +114,7 @@ impl TorrentTask {
             bind,
             resume,
             cancel,
+            limits,
         } = self;
         let saved_pieces = engine.have().count_ones();
         let (peer_events, mut peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
@@ -124,6 +129,7 @@ impl TorrentTask {
             events,
             bind,
             cancel: cancel.clone(),
+            limits,
             last_status: Instant::now(),
             checkpoints: Checkpoints {
                 target: resume,
@@ -199,7 +205,13 @@ impl Driver {
     fn on_incoming(&mut self, inc: IncomingPeer) {
         let now = now();
         let key = self.engine.handle_incoming(now, inc.addr, inc.handshake);
-        let io = PeerIo::spawn(key, inc.stream, self.peer_events.clone(), &self.cancel);
+        let io = PeerIo::spawn(
+            key,
+            inc.stream,
+            self.peer_events.clone(),
+            &self.cancel,
+            self.limits.clone(),
+        );
         self.peers.insert(key, io);
         if !inc.rest.is_empty() {
             self.engine.handle_peer_data(now, key, &inc.rest);
@@ -210,7 +222,13 @@ impl Driver {
         match result {
             Ok(stream) => {
                 let key = self.engine.handle_connected(now(), addr);
-                let io = PeerIo::spawn(key, stream, self.peer_events.clone(), &self.cancel);
+                let io = PeerIo::spawn(
+                    key,
+                    stream,
+                    self.peer_events.clone(),
+                    &self.cancel,
+                    self.limits.clone(),
+                );
                 self.peers.insert(key, io);
             }
             Err(error) => {

@@ -39,6 +39,11 @@ pub struct DaemonConfig {
     pub max_body_bytes: usize,
     /// Run a Mainline DHT node.
     pub dht: bool,
+    /// Global download limit in bytes per second, 0: none. The starting value: once a limit is
+    /// set through the API (saved in the state folder), the saved one wins.
+    pub download_limit: u64,
+    /// Global upload limit in bytes per second, 0: none. Same rule as `download_limit`.
+    pub upload_limit: u64,
 }
 
 impl Default for DaemonConfig {
@@ -54,6 +59,8 @@ impl Default for DaemonConfig {
             require_auth_on_loopback: false,
             max_body_bytes: 16 * 1024 * 1024,
             dht: true,
+            download_limit: 0,
+            upload_limit: 0,
         }
     }
 }
@@ -92,6 +99,12 @@ max_body_bytes = 16777216
 
 # Run a Mainline DHT node.
 dht = true
+
+# Global rate limits over all torrents, in bytes per second (0: none), e.g. 1048576 for 1 MiB/s.
+# Starting values only: limits set later through the web UI, JSON API or RPC are saved in the
+# state folder and win over these.
+download_limit = 0
+upload_limit = 0
 "#;
 
 /// Why a configuration file could not be used.
@@ -126,6 +139,14 @@ impl DaemonConfig {
     /// Parses TOML text; settings it does not name keep their defaults.
     pub fn parse(text: &str) -> Result<DaemonConfig, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// The global rate limits as the session takes them (0: none).
+    pub fn rate_limits(&self) -> crate::RateLimits {
+        crate::RateLimits {
+            download: Some(self.download_limit).filter(|&b| b > 0),
+            upload: Some(self.upload_limit).filter(|&b| b > 0),
+        }
     }
 
     /// The folders downloads may go under: `download_roots`, or `download_dir` when empty.
@@ -195,6 +216,17 @@ mod tests {
             parsed.max_body_bytes,
             DaemonConfig::default().max_body_bytes
         );
+    }
+
+    #[test]
+    fn rate_limits_of_zero_are_none() {
+        assert_eq!(
+            DaemonConfig::default().rate_limits(),
+            crate::RateLimits::default()
+        );
+        let parsed = DaemonConfig::parse("upload_limit = 1048576\n").unwrap();
+        assert_eq!(parsed.rate_limits().upload, Some(1 << 20));
+        assert_eq!(parsed.rate_limits().download, None);
     }
 
     #[test]

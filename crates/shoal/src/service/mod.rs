@@ -10,7 +10,11 @@
 //! Known gaps, each a typed error or a documented no-op rather than a silent lie:
 //! - adding by magnet link returns [`ServiceError::NotSupportedYet`] until the session fetches
 //!   metadata (BEP 9) itself;
-//! - rate limits (global and per torrent) are accepted, stored and reported, but not enforced yet.
+//!
+//! Rate limits, global and per torrent, are stored here and applied to the session's token
+//! buckets (see [`crate::rate_limit`]) at start and on every change; a limit of 0 is stored as
+//! none. Until the saved settings hold a global limit, the session's own (from the daemon's
+//! configuration) stands.
 
 pub mod config;
 pub mod credentials;
@@ -131,11 +135,13 @@ impl Service {
             what: format!("create {}", store.dir().display()),
             source,
         })?;
+        let configured = session.rate_limits();
         let settings = store.load_settings().unwrap_or(SessionSettings {
             download_dir: options.download_dir.clone(),
-            download_limit: None,
-            upload_limit: None,
+            download_limit: configured.download,
+            upload_limit: configured.upload,
         });
+        session.set_rate_limits(rate_limits(settings.download_limit, settings.upload_limit));
         let list = store.load_list();
         let (events, _) = broadcast::channel(1024);
         let service = Arc::new(Service {
@@ -307,13 +313,15 @@ impl Service {
                 state.settings.download_dir = dir;
             }
             if let Some(limit) = update.download_limit {
-                state.settings.download_limit = limit;
+                state.settings.download_limit = limit.filter(|&b| b > 0);
             }
             if let Some(limit) = update.upload_limit {
-                state.settings.upload_limit = limit;
+                state.settings.upload_limit = limit.filter(|&b| b > 0);
             }
             state.settings.clone()
         };
+        self.session
+            .set_rate_limits(rate_limits(settings.download_limit, settings.upload_limit));
         self.store
             .save_settings(&settings)
             .map_err(|source| ServiceError::Io {
@@ -379,6 +387,14 @@ fn placeholder_status(meta: &Metainfo) -> TorrentStatus {
         meta.info.total_len(),
         meta.info.piece_count(),
     )
+}
+
+/// Limits in bytes per second (0 or `None`: none) as the session takes them.
+fn rate_limits(download: Option<u64>, upload: Option<u64>) -> crate::RateLimits {
+    crate::RateLimits {
+        download: download.filter(|&b| b > 0),
+        upload: upload.filter(|&b| b > 0),
+    }
 }
 
 fn unix_now() -> u64 {

@@ -13,7 +13,7 @@ use shoal_proto::InfoHash;
 
 use super::store::{self, StoredTorrent};
 use super::types::*;
-use super::{unix_now, Service, ServiceError, TorrentRef, MAX_METAINFO_BYTES};
+use super::{rate_limits, unix_now, Service, ServiceError, TorrentRef, MAX_METAINFO_BYTES};
 use crate::api::{AddTorrent, TorrentInspection};
 use crate::session::TorrentHandle;
 
@@ -144,6 +144,7 @@ impl Service {
             paused: true,
         };
         let handle = self.session.add_torrent(add).await?;
+        handle.set_rate_limits(rate_limits(stored.download_limit, stored.upload_limit));
         if !stored.files_wanted.is_empty() || !stored.file_priorities.is_empty() {
             handle.set_file_priorities(file_spans(meta, stored)).await;
         }
@@ -299,12 +300,15 @@ impl Service {
                 t.sequential = on;
             }
             if let Some(limit) = update.download_limit {
-                t.download_limit = limit;
+                t.download_limit = limit.filter(|&b| b > 0);
             }
             if let Some(limit) = update.upload_limit {
-                t.upload_limit = limit;
+                t.upload_limit = limit.filter(|&b| b > 0);
             }
         })?;
+        if let Some(handle) = self.handle_of(&updated) {
+            handle.set_rate_limits(rate_limits(updated.download_limit, updated.upload_limit));
+        }
         if let (Some(on), Some(handle)) = (update.sequential, self.handle_of(&updated)) {
             handle.set_sequential(on).await;
         }

@@ -35,7 +35,7 @@ pub struct StoredTorrent {
     pub file_priorities: Vec<u8>,
     #[serde(default)]
     pub sequential: bool,
-    /// Bytes per second; `None`: no limit. Stored, not yet enforced (see the module docs of `service`).
+    /// Bytes per second; `None`: no limit. Applied to the torrent when it starts.
     #[serde(default)]
     pub download_limit: Option<u64>,
     #[serde(default)]

@@ -112,7 +112,7 @@ pub struct FilesUpdate {
 pub struct TorrentSettingsUpdate {
     #[serde(default)]
     pub sequential: Option<bool>,
-    /// Bytes per second; `Some(None)` removes the limit.
+    /// Bytes per second; `Some(None)` (or `Some(Some(0))`) removes the limit.
     #[serde(default, with = "double_option")]
     pub download_limit: Option<Option<u64>>,
     #[serde(default, with = "double_option")]
@@ -123,7 +123,8 @@ pub struct TorrentSettingsUpdate {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSettings {
     pub download_dir: PathBuf,
-    /// Bytes per second; `None`: no limit. Stored, not yet enforced.
+    /// Bytes per second over all torrents; `None`: no limit. Enforced by the session's global
+    /// token buckets (each torrent's own limit applies beneath it).
     #[serde(default)]
     pub download_limit: Option<u64>,
     #[serde(default)]

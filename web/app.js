@@ -28,7 +28,10 @@ const ui = {
   detailBusy: false,
   fileRows: [], // FileRow of the selected torrent
   removing: null, // infohash the remove dialog asks about
+  removed: new Map(), // infohash -> when we removed it: a list sent before that must not revive it
 };
+
+const REMOVED_GRACE_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -172,7 +175,7 @@ class Row {
   update(t) {
     this.t = t;
     this.set("name", this.name, t.name);
-    this.set("size", this.size, fmtBytes(t.total_bytes));
+    this.set("size", this.size, t.state === "fetching_metadata" && !t.total_bytes ? "?" : fmtBytes(t.total_bytes));
     const width = pct(barShare(t));
     if (this.v.width !== width) { this.v.width = width; this.fill.style.width = width; }
     this.set("pct", this.pct, pct(t.progress));
@@ -213,25 +216,38 @@ function dropRow(hash) {
 function render(list) {
   performance.mark("render-start");
   const seen = new Set();
-  const counts = {};
-  let down = 0, up = 0;
+  const now = Date.now();
+  for (const [hash, at] of ui.removed) if (now - at > REMOVED_GRACE_MS) ui.removed.delete(hash);
+  list = list.filter((t) => !ui.removed.has(t.info_hash));
   for (const t of list) {
     seen.add(t.info_hash);
     upsert(t);
-    counts[t.state] = (counts[t.state] || 0) + 1;
-    down += t.download_rate;
-    up += t.upload_rate;
   }
   for (const hash of [...ui.rows.keys()]) if (!seen.has(hash)) dropRow(hash);
-  const parts = [list.length + (list.length === 1 ? " torrent" : " torrents")];
-  for (const s of ["downloading", "seeding", "paused", "checking", "fetching_metadata", "error"]) if (counts[s]) parts.push(counts[s] + " " + s);
-  const totals = parts.join(", ") + "  ↓ " + fmtRate(down) + "  ↑ " + fmtRate(up);
-  if ($("totals").textContent !== totals) $("totals").textContent = totals;
-  $("empty").hidden = list.length !== 0;
+  updateTotals();
   performance.measure("render", "render-start");
   performance.clearMarks("render-start");
   const measures = performance.getEntriesByName("render");
   if (measures.length > 50) performance.clearMeasures("render");
+}
+
+/** The header's counts and total rates, and the empty-list hint, from the rows shown. */
+function updateTotals() {
+  const counts = {};
+  let down = 0, up = 0;
+  for (const { t } of ui.rows.values()) {
+    counts[t.state] = (counts[t.state] || 0) + 1;
+    down += t.download_rate;
+    up += t.upload_rate;
+  }
+  const n = ui.rows.size;
+  const parts = [n + (n === 1 ? " torrent" : " torrents")];
+  for (const s of ["downloading", "seeding", "paused", "checking", "fetching_metadata", "error"]) {
+    if (counts[s]) parts.push(counts[s] + " " + s.replace("_", " "));
+  }
+  const totals = parts.join(", ") + "  ↓ " + fmtRate(down) + "  ↑ " + fmtRate(up);
+  if ($("totals").textContent !== totals) $("totals").textContent = totals;
+  $("empty").hidden = n !== 0;
 }
 
 /** One click listener for every row's buttons. */
@@ -250,7 +266,7 @@ async function onListClick(ev) {
     try {
       await call("POST", `/torrents/${hash}/${pausing ? "pause" : "resume"}`);
       // The call answers once the torrent's status shows the change; the next tick confirms it.
-      if (pausing) row.update({ ...row.t, state: "paused", download_rate: 0, upload_rate: 0 });
+      if (pausing) { row.update({ ...row.t, state: "paused", download_rate: 0, upload_rate: 0 }); updateTotals(); }
       else row.set("state", row.state, "resuming…");
     } catch (e) { say(row.t.name + ": " + e.message); }
     button.disabled = false;
@@ -273,8 +289,9 @@ async function onRemoveClosed() {
   const withData = $("remove-data").checked;
   try {
     await call("DELETE", `/torrents/${hash}?delete_data=${withData}`);
+    ui.removed.set(hash, Date.now());
     dropRow(hash);
-    $("empty").hidden = ui.rows.size !== 0;
+    updateTotals();
     say(`Removed ${name}` + (withData ? " and its data" : ""), "info");
   } catch (e) { say(name + ": " + e.message); }
 }
@@ -297,8 +314,9 @@ function fileBase64(file) {
 
 async function addSource(source, label) {
   const view = await call("POST", "/torrents", { source, paused: $("add-paused").checked });
+  ui.removed.delete(view.info_hash);
   upsert(view);
-  $("empty").hidden = true;
+  updateTotals();
   say("Added " + (view.name || label), "info");
 }
 

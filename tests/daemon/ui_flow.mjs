@@ -8,7 +8,8 @@
 // "seeding"; try a magnet link for the same torrent (the UI must show the daemon's answer and
 // keep one row); open the detail view (piece map all verified, files, trackers) and change a
 // file's priority and wanted flag through the UI, checking the daemon took them; pause and see
-// "paused"; resume; remove (keeping the data) and see the list empty. A PNG screenshot is saved
+// "paused"; resume; remove (keeping the data) and see the list empty; add the magnet link again
+// (listed, or the daemon's refusal shown) and remove it. A PNG screenshot is saved
 // in DIR at every step. Prints `STEP ...` lines; exits 1 with the reason on the first failure.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -151,6 +152,30 @@ async function run(page) {
   await page.waitForTimeout(1500);
   if ((await rows.count()) !== 0) throw new Error("a removed torrent came back in the list");
   await screenshot(page, "removed");
+
+  step("add by magnet link: listed (or the daemon's refusal shown), then removed");
+  await page.fill("#add-magnet", `magnet:?xt=urn:btih:${hash}&dn=by-magnet`);
+  const [added] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/api/v1/torrents") && r.request().method() === "POST"),
+    page.click("#add-button"),
+  ]);
+  if (!added.ok()) {
+    const refusal = (await added.json()).message;
+    await waitFor("the refusal shown", async () => (await page.locator("#message").textContent()).includes(refusal));
+    if ((await rows.count()) !== 0) throw new Error("a refused magnet link was listed");
+    console.log(`MAGNET add refused: HTTP ${added.status()}: ${refusal}`);
+    await screenshot(page, "magnet-refused");
+    return;
+  }
+  await row.waitFor({ timeout: STEP_TIMEOUT });
+  const shown = await row.locator("td.state").textContent();
+  console.log(`MAGNET add listed: state ${shown}`);
+  await screenshot(page, "magnet-added");
+  await row.locator("button.remove").click();
+  await page.locator("#remove-dialog[open]").waitFor({ timeout: STEP_TIMEOUT });
+  await page.click("#remove-confirm");
+  await waitFor("an empty list again", async () => (await rows.count()) === 0);
+  await screenshot(page, "magnet-removed");
 }
 
 const browser = await openBrowser();

@@ -3,7 +3,8 @@
 //! Reads are GETs. Every other method needs the CSRF token in `X-Shoal-Token` (from
 //! `GET /api/v1/token`, which a cross-site page cannot read) and JSON bodies
 //! (`Content-Type: application/json`). Errors are `{"error": kind, "message": text}` with a
-//! status that says what went wrong (404, 409 duplicate, 403 folder refused, 501 not supported yet).
+//! status that says what went wrong (404, 409 duplicate or metadata not arrived yet, 403 folder
+//! refused, 501 not supported yet).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -87,6 +88,7 @@ impl From<ServiceError> for ApiError {
         let (status, kind) = match &error {
             ServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Duplicate { .. } => (StatusCode::CONFLICT, "duplicate"),
+            ServiceError::MetadataPending { .. } => (StatusCode::CONFLICT, "metadata_pending"),
             ServiceError::InvalidTorrent(_) => (StatusCode::BAD_REQUEST, "invalid_torrent"),
             ServiceError::NotSupportedYet { .. } => {
                 (StatusCode::NOT_IMPLEMENTED, "not_supported_yet")

@@ -118,11 +118,12 @@ fn schemas() -> Value {
         } },
         "TorrentView": { "type": "object", "properties": {
             "id": { "type": "integer" }, "info_hash": { "type": "string" }, "name": { "type": "string" },
-            "state": { "enum": ["checking", "downloading", "seeding", "paused", "error"] },
+            "state": { "enum": ["checking", "downloading", "seeding", "paused", "error", "fetching_metadata"] },
             "progress": { "type": "number" }, "total_bytes": u64s, "wanted_bytes": u64s, "left_bytes": u64s,
             "verified_bytes": u64s, "downloaded_bytes": u64s, "uploaded_bytes": u64s, "download_rate": u64s,
             "upload_rate": u64s, "peers": u64s, "hash_failures": u64s, "piece_count": u64s, "verified_pieces": u64s,
-            "check_progress": { "type": "number" }, "download_dir": { "type": "string" }, "sequential": { "type": "boolean" },
+            "check_progress": { "type": "number" }, "metadata_progress": { "type": "number" },
+            "download_dir": { "type": "string" }, "sequential": { "type": "boolean" },
             "download_limit": limit, "upload_limit": limit, "added_at": u64s, "error": { "type": ["string", "null"] }
         } },
         "TorrentDetail": { "allOf": [ { "$ref": "#/components/schemas/TorrentView" }, { "type": "object", "properties": {
@@ -147,7 +148,11 @@ fn schemas() -> Value {
         "SessionStats": { "type": "object", "properties": {
             "torrents": u64s, "checking": u64s, "downloading": u64s, "seeding": u64s, "paused": u64s, "errored": u64s,
             "download_rate": u64s, "upload_rate": u64s, "downloaded_bytes": u64s, "uploaded_bytes": u64s, "peers": u64s,
-            "hash_failures": u64s, "disk_queue_depth": u64s, "uptime_secs": u64s } },
+            "hash_failures": u64s, "disk_queue_depth": u64s, "uptime_secs": u64s,
+            "cumulative": { "$ref": "#/components/schemas/TransferTotals" },
+            "current": { "$ref": "#/components/schemas/TransferTotals" } } },
+        "TransferTotals": { "type": "object", "description": "cumulative: over every run of the daemon; current: this run", "properties": {
+            "uploaded_bytes": u64s, "downloaded_bytes": u64s, "files_added": u64s, "session_count": u64s, "seconds_active": u64s } },
         "MoveRequest": { "type": "object", "required": ["download_dir"], "properties": { "download_dir": { "type": "string" }, "move_data": { "type": "boolean", "default": true } } }
     })
 }

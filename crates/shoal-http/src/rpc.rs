@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use shoal::api::TorrentState;
 use shoal::service::{
     AddRequest, AddSource, FilesUpdate, ServiceError, SessionSettingsUpdate, TorrentDetail,
-    TorrentRef, TorrentSettingsUpdate, TorrentView,
+    TorrentRef, TorrentSettingsUpdate, TorrentView, TransferTotals,
 };
 
 use crate::security::SESSION_ID_HEADER;
@@ -265,21 +265,23 @@ async fn session_set(state: &AppState, args: &Map<String, Value>) -> RpcResult {
 
 fn session_stats(state: &AppState) -> Value {
     let s = state.service.stats();
-    let totals = json!({
-        "uploadedBytes": s.uploaded_bytes,
-        "downloadedBytes": s.downloaded_bytes,
-        "filesAdded": s.torrents,
-        "sessionCount": 1,
-        "secondsActive": s.uptime_secs
-    });
+    let totals = |t: &TransferTotals| {
+        json!({
+            "uploadedBytes": t.uploaded_bytes,
+            "downloadedBytes": t.downloaded_bytes,
+            "filesAdded": t.files_added,
+            "sessionCount": t.session_count,
+            "secondsActive": t.seconds_active
+        })
+    };
     json!({
         "activeTorrentCount": s.downloading + s.seeding + s.checking,
         "pausedTorrentCount": s.paused,
         "torrentCount": s.torrents,
         "downloadSpeed": s.download_rate,
         "uploadSpeed": s.upload_rate,
-        "cumulative-stats": totals.clone(),
-        "current-stats": totals
+        "cumulative-stats": totals(&s.cumulative),
+        "current-stats": totals(&s.current)
     })
 }
 
@@ -398,7 +400,8 @@ fn status_code(state: TorrentState) -> u64 {
     match state {
         TorrentState::Paused | TorrentState::Error => 0,
         TorrentState::Checking => 2,
-        TorrentState::Downloading => 4,
+        // Transmission shows a magnet fetching its metadata as downloading.
+        TorrentState::Downloading | TorrentState::FetchingMetadata => 4,
         TorrentState::Seeding => 6,
     }
 }
@@ -445,7 +448,7 @@ fn torrent_field(name: &str, v: &TorrentView, d: Option<&TorrentDetail>) -> Opti
         } else {
             v.verified_bytes as f64 / v.total_bytes as f64
         }),
-        "metadataPercentComplete" => json!(1.0),
+        "metadataPercentComplete" => json!(f64::from(v.metadata_progress)),
         "recheckProgress" => json!(if v.state == TorrentState::Checking {
             f64::from(v.check_progress)
         } else {

@@ -22,6 +22,8 @@ pub enum TorrentState {
     Paused,
     /// Stopped by an error (see `error`).
     Error,
+    /// Known by a magnet link only: its metadata (BEP 9) is being fetched from peers.
+    FetchingMetadata,
 }
 
 /// A snapshot of one torrent, published by its task a few times a second.

@@ -27,7 +27,7 @@ use crate::magnet_task::MagnetTask;
 use crate::net::{self, Router};
 use crate::rate_limit::{LimitPair, PeerLimits, RateLimits};
 use crate::storage::{self, DiskPool, DiskPoolConfig, StorageOptions, TorrentStorage};
-use crate::torrent_task::{ResumeTarget, TorrentCommand, TorrentTask};
+use crate::torrent_task::{Rebuild, ResumeTarget, TorrentCommand, TorrentTask};
 use crate::tracker::{TrackerClient, TrackerConfig};
 use shoal_engine::metadata::{MetadataConfig, MetadataFetch, MetadataParams};
 
@@ -230,6 +230,7 @@ impl Session {
             private: meta.info.is_private(),
         };
         let now = tokio::time::Instant::now().into_std();
+        let rebuild = Rebuild::new(params.clone(), self.config.check_threads);
         let mut engine = Torrent::new(params, now);
         engine.add_peer_addresses(now, add.peers.iter().copied(), PeerSource::Manual);
         if add.paused {
@@ -254,6 +255,7 @@ impl Session {
             resume,
             cancel: self.cancel.child_token(),
             limits: PeerLimits::new(&limits, &self.limits),
+            rebuild,
         };
         let discovery = discovery::start(
             DiscoveryParams {
@@ -296,6 +298,23 @@ impl Session {
         peers: Vec<SocketAddr>,
         paused: bool,
     ) -> Result<TorrentHandle, SessionError> {
+        let stop = CancellationToken::new();
+        self.add_magnet_with(uri, download_dir, peers, paused, &stop)
+            .await
+            .map(|(handle, _)| handle)
+    }
+
+    /// [`Session::add_magnet`] that gives up with [`crate::magnet_task::MagnetError::Cancelled`]
+    /// once `stop` is cancelled (before the metadata arrived), and also returns the .torrent
+    /// bytes built from the fetched metadata (for front ends that keep them).
+    pub async fn add_magnet_with(
+        &self,
+        uri: &str,
+        download_dir: PathBuf,
+        peers: Vec<SocketAddr>,
+        paused: bool,
+        stop: &CancellationToken,
+    ) -> Result<(TorrentHandle, Vec<u8>), SessionError> {
         let magnet = shoal_proto::magnet::Magnet::parse(uri)?;
         let info_hash = magnet.info_hash;
         if self.lock_torrents().contains_key(&info_hash) {
@@ -344,7 +363,10 @@ impl Session {
             bind,
             cancel: cancel.clone(),
         };
-        let fetched = task.run().await;
+        let fetched = tokio::select! {
+            fetched = task.run() => fetched,
+            _ = stop.cancelled() => Err(crate::magnet_task::MagnetError::Cancelled),
+        };
         self.router.remove(&info_hash);
         discovery.stop().await;
         cancel.cancel();
@@ -353,13 +375,25 @@ impl Session {
         let metainfo = crate::magnet_task::torrent_file_bytes(fetched.info.raw(), &magnet.trackers);
         let mut all_peers = fetched.peers;
         all_peers.extend(peers);
-        self.add_torrent(AddTorrent {
-            metainfo,
-            download_dir,
-            peers: all_peers,
-            paused,
-        })
-        .await
+        let handle = self
+            .add_torrent(AddTorrent {
+                metainfo: metainfo.clone(),
+                download_dir,
+                peers: all_peers,
+                paused,
+            })
+            .await?;
+        Ok((handle, metainfo))
+    }
+
+    /// Where the resume file of a torrent saved in `download_dir` goes (`None` when the session
+    /// keeps none). Front ends that move a torrent's data move this file along with it.
+    pub fn resume_file(
+        &self,
+        info_hash: InfoHash,
+        download_dir: &std::path::Path,
+    ) -> Option<PathBuf> {
+        self.resume_target(info_hash, download_dir).map(|t| t.path)
     }
 
     /// The resume file of a torrent in a download folder, when the session keeps them.
@@ -569,6 +603,17 @@ impl TorrentHandle {
             .send(TorrentCommand::SetSequential(sequential))
             .await;
     }
+
+    /// Stops transfers, hashes every piece on disk again and goes on from the pieces that
+    /// matched (status `Checking` with its progress meanwhile). Returns when the check is done.
+    pub async fn recheck(&self) {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(TorrentCommand::Recheck(tx)).await;
+        if sent.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// The piece map and the connected peers; `None` once the task has ended.
     pub async fn inspect(&self) -> Option<crate::api::TorrentInspection> {
         let (tx, rx) = oneshot::channel();

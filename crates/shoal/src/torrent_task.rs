@@ -24,6 +24,9 @@ use crate::peer_io::{PeerIo, PeerIoEvent};
 use crate::rate_limit::PeerLimits;
 use crate::storage::DiskHandle;
 
+mod recheck;
+pub(crate) use recheck::Rebuild;
+
 /// How often at most the status snapshot is refreshed.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// Bound on socket events queued for the torrent task (back-pressure on peer readers).
@@ -52,6 +55,8 @@ pub(crate) enum TorrentCommand {
     SetSequential(bool),
     /// Reply with the piece map and the connected peers.
     Inspect(oneshot::Sender<crate::api::TorrentInspection>),
+    /// Hash every piece on disk again and go on from what matched; answer when done.
+    Recheck(oneshot::Sender<()>),
 }
 
 /// Everything a torrent task needs, built by the session.
@@ -69,6 +74,8 @@ pub(crate) struct TorrentTask {
     pub cancel: CancellationToken,
     /// The rate limits every connection of this torrent is charged to.
     pub limits: PeerLimits,
+    /// What a re-check rebuilds the engine from.
+    pub rebuild: Rebuild,
 }
 
 impl std::fmt::Debug for TorrentTask {
@@ -88,6 +95,7 @@ struct Driver {
     bind: Option<SocketAddr>,
     cancel: CancellationToken,
     limits: PeerLimits,
+    rebuild: Rebuild,
     last_status: Instant,
     checkpoints: Checkpoints,
 }
@@ -115,6 +123,7 @@ impl TorrentTask {
             resume,
             cancel,
             limits,
+            rebuild,
         } = self;
         let saved_pieces = engine.have().count_ones();
         let (peer_events, mut peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
@@ -130,6 +139,7 @@ impl TorrentTask {
             bind,
             cancel: cancel.clone(),
             limits,
+            rebuild,
             last_status: Instant::now(),
             checkpoints: Checkpoints {
                 target: resume,
@@ -164,7 +174,10 @@ impl TorrentTask {
                 Some(inc) = incoming.recv() => d.on_incoming(inc),
                 Some((addr, result)) = connect_rx.recv() => d.on_connected(addr, result),
                 Some(cmd) = commands.recv() => {
-                    if let Some(reply) = d.on_command(cmd) {
+                    if let TorrentCommand::Recheck(reply) = cmd {
+                        d.recheck(&mut disk_done).await;
+                        let _ = reply.send(());
+                    } else if let Some(reply) = d.on_command(cmd) {
                         d.flush_outputs().await;
                         d.stop(reply).await;
                         return;
@@ -249,9 +262,15 @@ impl Driver {
             TorrentCommand::Resume => self.engine.resume(now),
             TorrentCommand::Stop(reply) => return Some(reply),
             TorrentCommand::SetFilePriorities(files) => {
+                self.rebuild.set_files(&files);
                 self.engine.set_file_priorities(now, &files)
             }
-            TorrentCommand::SetSequential(on) => self.engine.set_sequential(on),
+            TorrentCommand::SetSequential(on) => {
+                self.rebuild.set_sequential(on);
+                self.engine.set_sequential(on)
+            }
+            // Handled by the run loop, which awaits it.
+            TorrentCommand::Recheck(reply) => drop(reply),
             TorrentCommand::Inspect(reply) => {
                 let _ = reply.send(self.inspection(now));
             }

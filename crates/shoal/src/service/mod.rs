@@ -7,9 +7,9 @@
 //! files bring back their progress. Every change is saved at once (atomically, see [`store`]).
 //! Mutating calls are serialized by one async lock; reads take snapshots and never wait on it.
 //!
-//! Known gaps, each a typed error or a documented no-op rather than a silent lie:
-//! - adding by magnet link returns [`ServiceError::NotSupportedYet`] until the session fetches
-//!   metadata (BEP 9) itself;
+//! A torrent added by magnet link is listed at once (`fetching_metadata`) while the session
+//! fetches its metadata; once verified, its `.torrent` is saved and it goes on like any other
+//! (see [`magnet`]). Transfer totals across runs are kept in `stats.json` (see [`totals`]).
 //!
 //! Rate limits, global and per torrent, are stored here and applied to the session's token
 //! buckets (see [`crate::rate_limit`]) at start and on every change; a limit of 0 is stored as
@@ -21,7 +21,10 @@ pub mod credentials;
 pub mod store;
 pub mod types;
 
+mod magnet;
 mod ops;
+mod relocate;
+mod totals;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -56,6 +59,8 @@ pub enum ServiceError {
     InvalidTorrent(#[from] shoal_proto::metainfo::MetainfoError),
     #[error("not supported yet: {what}")]
     NotSupportedYet { what: &'static str },
+    #[error("the metadata of {name} has not arrived yet")]
+    MetadataPending { name: String },
     #[error("download folder refused: {0}")]
     PathRefused(#[from] PathPolicyError),
     #[error("cannot fetch {url}: {message}")]
@@ -113,6 +118,7 @@ pub struct Service {
     ops: Arc<tokio::sync::Mutex<()>>,
     events: broadcast::Sender<ServiceEvent>,
     started: Instant,
+    totals: Mutex<totals::Totals>,
 }
 
 #[derive(Debug)]
@@ -120,6 +126,8 @@ struct State {
     list: TorrentList,
     settings: SessionSettings,
     metas: HashMap<String, Arc<Metainfo>>,
+    /// Torrents added by magnet link whose metadata is being fetched, by hex infohash.
+    fetching: HashMap<String, magnet::Fetching>,
 }
 
 impl Service {
@@ -144,6 +152,11 @@ impl Service {
         session.set_rate_limits(rate_limits(settings.download_limit, settings.upload_limit));
         let list = store.load_list();
         let (events, _) = broadcast::channel(1024);
+        let started = Instant::now();
+        let totals = totals::Totals::new(store.load_totals(), started);
+        if let Err(error) = store.save_totals(&totals.cumulative()) {
+            tracing::warn!(%error, "could not save the transfer totals");
+        }
         let service = Arc::new(Service {
             session,
             store,
@@ -152,12 +165,19 @@ impl Service {
                 list: list.clone(),
                 settings,
                 metas: HashMap::new(),
+                fetching: HashMap::new(),
             }),
             ops: Arc::new(tokio::sync::Mutex::new(())),
             events,
-            started: Instant::now(),
+            started,
+            totals: Mutex::new(totals),
         });
+        spawn_totals_saver(Arc::downgrade(&service));
         for stored in list.torrents {
+            if stored.magnet.is_some() && !service.store.has_metainfo(&stored.info_hash) {
+                service.spawn_fetch(&stored);
+                continue;
+            }
             if let Err(error) = service.restore(&stored).await {
                 tracing::error!(torrent = %stored.info_hash, %error, "could not restore a torrent");
             }
@@ -190,25 +210,37 @@ impl Service {
         let _ = self.events.send(event);
     }
 
-    /// Finds a stored torrent.
+    /// Finds a stored torrent whose metadata is known.
     fn find(&self, key: TorrentRef) -> Result<(StoredTorrent, Arc<Metainfo>), ServiceError> {
+        let (stored, meta) = self.find_stored(key)?;
+        match meta {
+            Some(meta) => Ok((stored, meta)),
+            None if stored.magnet.is_some() => {
+                Err(ServiceError::MetadataPending { name: stored.name })
+            }
+            None => Err(ServiceError::NotFound {
+                key: stored.info_hash,
+            }),
+        }
+    }
+
+    /// Finds a stored torrent, with its metadata when known.
+    fn find_stored(
+        &self,
+        key: TorrentRef,
+    ) -> Result<(StoredTorrent, Option<Arc<Metainfo>>), ServiceError> {
         let state = self.lock();
         let stored = state.list.torrents.iter().find(|t| match key {
             TorrentRef::Id(id) => t.id == id,
             TorrentRef::Hash(h) => t.info_hash == h.to_hex(),
         });
-        let not_found = || ServiceError::NotFound {
+        let stored = stored.cloned().ok_or_else(|| ServiceError::NotFound {
             key: match key {
                 TorrentRef::Id(id) => id.to_string(),
                 TorrentRef::Hash(h) => h.to_hex(),
             },
-        };
-        let stored = stored.cloned().ok_or_else(not_found)?;
-        let meta = state
-            .metas
-            .get(&stored.info_hash)
-            .cloned()
-            .ok_or_else(not_found)?;
+        })?;
+        let meta = state.metas.get(&stored.info_hash).cloned();
         Ok((stored, meta))
     }
 
@@ -219,9 +251,12 @@ impl Service {
             .list
             .torrents
             .iter()
-            .filter_map(|t| {
-                let meta = state.metas.get(&t.info_hash)?;
-                Some(self.view(t, meta))
+            .filter_map(|t| match state.metas.get(&t.info_hash) {
+                Some(meta) => Some(self.view(t, meta)),
+                None if t.magnet.is_some() => {
+                    Some(magnet::view(t, state.fetching.get(&t.info_hash)))
+                }
+                None => None,
             })
             .collect()
     }
@@ -267,6 +302,7 @@ impl Service {
             piece_count: status.piece_count,
             verified_pieces: status.verified_pieces,
             check_progress: status.check_progress,
+            metadata_progress: 1.0,
             download_dir: t.download_dir.clone(),
             sequential: t.sequential,
             download_limit: t.download_limit,
@@ -278,7 +314,13 @@ impl Service {
 
     /// One torrent in full: files, trackers, peers and its piece map.
     pub async fn get(&self, key: TorrentRef) -> Result<TorrentDetail, ServiceError> {
-        let (stored, meta) = self.find(key)?;
+        let (stored, meta) = match self.find_stored(key)? {
+            (stored, Some(meta)) => (stored, meta),
+            (stored, None) => {
+                let fetching = self.lock().fetching.get(&stored.info_hash).cloned();
+                return Ok(magnet::detail(&stored, fetching.as_ref()));
+            }
+        };
         let torrent = self.view(&stored, &meta);
         let inspection = match self.handle_of(&stored) {
             Some(handle) => handle.inspect().await.unwrap_or_default(),
@@ -333,9 +375,16 @@ impl Service {
 
     /// Session figures.
     pub fn stats(&self) -> SessionStats {
+        self.sample_totals();
+        let (cumulative, current) = {
+            let totals = self.lock_totals();
+            (totals.cumulative(), totals.current())
+        };
         let mut stats = SessionStats {
             disk_queue_depth: self.session.disk_queue_depth(),
             uptime_secs: self.started.elapsed().as_secs(),
+            cumulative,
+            current,
             ..SessionStats::default()
         };
         for view in self.list() {
@@ -346,6 +395,7 @@ impl Service {
                 TorrentState::Seeding => stats.seeding += 1,
                 TorrentState::Paused => stats.paused += 1,
                 TorrentState::Error => stats.errored += 1,
+                TorrentState::FetchingMetadata => stats.downloading += 1,
             }
             stats.download_rate += view.download_rate;
             stats.upload_rate += view.upload_rate;
@@ -360,16 +410,56 @@ impl Service {
     /// Stops every torrent (each flushes, saves its resume file and tells its trackers
     /// `stopped`), saves the list, and shuts the session down when no one else holds the service.
     pub async fn shutdown(self: Arc<Self>) {
+        self.stop_fetches().await;
         let _guard = self.ops.lock().await;
+        self.sample_totals();
         for handle in self.session.torrents() {
             handle.stop().await;
         }
+        self.sample_totals();
+        self.save_totals();
         if let Err(error) = self.save_list() {
             tracing::error!(%error, "could not save the torrent list");
         }
         drop(_guard);
         if let Ok(service) = Arc::try_unwrap(self) {
             service.session.shutdown().await;
+        }
+    }
+
+    fn lock_totals(&self) -> std::sync::MutexGuard<'_, totals::Totals> {
+        self.totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds what every running torrent transferred since the last sample to the totals.
+    fn sample_totals(&self) {
+        let statuses: Vec<TorrentStatus> =
+            self.session.torrents().iter().map(|h| h.status()).collect();
+        let mut totals = self.lock_totals();
+        for s in statuses {
+            totals.sample(&s.info_hash, s.downloaded_bytes, s.uploaded_bytes);
+        }
+    }
+
+    /// Samples one torrent a last time before its task stops (its counters then start over).
+    fn sample_before_stop(&self, info_hash: &str) {
+        let status = InfoHash::parse(info_hash)
+            .ok()
+            .and_then(|h| self.session.torrent(h))
+            .map(|h| h.status());
+        let mut totals = self.lock_totals();
+        if let Some(s) = status {
+            totals.sample(&s.info_hash, s.downloaded_bytes, s.uploaded_bytes);
+        }
+        totals.forget(info_hash);
+    }
+
+    fn save_totals(&self) {
+        let cumulative = self.lock_totals().cumulative();
+        if let Err(error) = self.store.save_totals(&cumulative) {
+            tracing::warn!(%error, "could not save the transfer totals");
         }
     }
 
@@ -395,6 +485,26 @@ fn rate_limits(download: Option<u64>, upload: Option<u64>) -> crate::RateLimits 
         download: download.filter(|&b| b > 0),
         upload: upload.filter(|&b| b > 0),
     }
+}
+
+/// Samples and saves the transfer totals every [`totals::SAVE_EVERY`] while the service lives.
+fn spawn_totals_saver(service: std::sync::Weak<Service>) {
+    tokio::spawn(async move {
+        let mut saved = None;
+        loop {
+            tokio::time::sleep(totals::SAVE_EVERY).await;
+            let Some(service) = service.upgrade() else {
+                return;
+            };
+            service.sample_totals();
+            let cumulative = service.lock_totals().cumulative();
+            let moved = (cumulative.downloaded_bytes, cumulative.uploaded_bytes);
+            if saved != Some(moved) {
+                service.save_totals();
+                saved = Some(moved);
+            }
+        }
+    });
 }
 
 fn unix_now() -> u64 {

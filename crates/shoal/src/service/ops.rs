@@ -2,7 +2,7 @@
 //! moving data. Each mutating one holds the service's operation lock, changes the session,
 //! then saves the torrent list.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use data_encoding::BASE64;
@@ -11,6 +11,7 @@ use shoal_engine::torrent::TorrentEvent;
 use shoal_proto::metainfo::Metainfo;
 use shoal_proto::InfoHash;
 
+use super::relocate;
 use super::store::{self, StoredTorrent};
 use super::types::*;
 use super::{rate_limits, unix_now, Service, ServiceError, TorrentRef, MAX_METAINFO_BYTES};
@@ -24,18 +25,13 @@ const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Service {
     /// Adds a torrent and starts it (unless `paused`). Returns its list entry.
-    pub async fn add(&self, request: AddRequest) -> Result<TorrentView, ServiceError> {
+    /// A magnet link is listed at once and fetches its metadata in the background.
+    pub async fn add(self: &Arc<Self>, request: AddRequest) -> Result<TorrentView, ServiceError> {
         let metainfo = match request.source {
             AddSource::Metainfo(bytes) => bytes,
-            AddSource::Magnet(link) => {
-                shoal_proto::magnet::Magnet::parse(&link).map_err(|e| {
-                    ServiceError::InvalidRequest {
-                        message: format!("bad magnet link: {e}"),
-                    }
-                })?;
-                return Err(ServiceError::NotSupportedYet {
-                    what: "adding by magnet link (metadata fetch)",
-                });
+            AddSource::Magnet(ref link) => {
+                let link = link.clone();
+                return self.add_magnet(link, request).await;
             }
             AddSource::Url(url) => fetch_metainfo(&url).await?,
         };
@@ -88,6 +84,7 @@ impl Service {
                 download_limit: None,
                 upload_limit: None,
                 added_at: unix_now(),
+                magnet: None,
             }
         };
         self.store
@@ -107,6 +104,7 @@ impl Service {
             what: "save the torrent list".into(),
             source,
         })?;
+        self.lock_totals().torrent_added();
         self.emit(ServiceEvent::Added {
             info_hash,
             name: stored.name.clone(),
@@ -144,6 +142,18 @@ impl Service {
             paused: true,
         };
         let handle = self.session.add_torrent(add).await?;
+        self.configure(&handle, stored, meta).await;
+        Ok(())
+    }
+
+    /// Applies a stored torrent's settings to a torrent added paused, then resumes it unless
+    /// it is paused, and forwards its events.
+    pub(super) async fn configure(
+        &self,
+        handle: &TorrentHandle,
+        stored: &StoredTorrent,
+        meta: &Metainfo,
+    ) {
         handle.set_rate_limits(rate_limits(stored.download_limit, stored.upload_limit));
         if !stored.files_wanted.is_empty() || !stored.file_priorities.is_empty() {
             handle.set_file_priorities(file_spans(meta, stored)).await;
@@ -160,18 +170,19 @@ impl Service {
             });
             let _ = tokio::time::timeout(STATUS_WAIT, shown).await;
         }
-        spawn_event_forwarder(&handle, self.events.clone());
-        Ok(())
+        spawn_event_forwarder(handle, self.events.clone());
     }
 
     /// Stops a torrent and forgets it; with `delete_data`, also deletes its files.
     pub async fn remove(&self, key: TorrentRef, delete_data: bool) -> Result<(), ServiceError> {
         let _guard = self.ops.lock().await;
-        let (stored, meta) = self.find(key)?;
+        let (stored, meta) = self.find_stored(key)?;
         let hash = parse_hash(&stored)?;
+        self.cancel_fetch(&stored.info_hash);
+        self.sample_before_stop(&stored.info_hash);
         self.session.remove_torrent(hash).await;
-        if delete_data {
-            delete_torrent_data(&stored.download_dir, &meta);
+        if let (true, Some(meta)) = (delete_data, &meta) {
+            delete_torrent_data(&stored.download_dir, meta);
         }
         self.store.forget(&stored.info_hash);
         {
@@ -215,32 +226,31 @@ impl Service {
         Ok(())
     }
 
-    /// Forgets what is known about the data on disk and hashes all of it again, in the
-    /// background; the torrent shows `checking` meanwhile.
+    /// Hashes every piece on disk again, in the background, while the torrent stays in the
+    /// session: transfers stop meanwhile, the torrent shows `checking` with its progress, then
+    /// goes on from the pieces that matched (a piece that no longer does is downloaded again).
+    /// A torrent the session does not run (its start failed) is started again, checked in full.
     pub async fn verify(self: &Arc<Self>, key: TorrentRef) -> Result<(), ServiceError> {
-        let guard = Arc::clone(&self.ops).lock_owned().await;
-        let (stored, meta) = self.find(key)?;
-        let hash = parse_hash(&stored)?;
-        self.session.remove_torrent(hash).await;
-        self.store.remove_resume_files(&stored.info_hash);
+        let (stored, _) = self.find(key)?;
+        let Some(handle) = self.handle_of(&stored) else {
+            let _guard = self.ops.lock().await;
+            self.store.remove_resume_files(&stored.info_hash);
+            return self.restore(&stored).await;
+        };
+        // The task's counters start over with the re-check.
+        self.sample_before_stop(&stored.info_hash);
+        let mut status = handle.watch_status();
         let service = Arc::clone(self);
         tokio::spawn(async move {
-            let _guard = guard;
-            let result = match service.store.load_metainfo(&stored.info_hash) {
-                Ok(bytes) => service.start(&stored, &meta, bytes).await,
-                Err(source) => Err(ServiceError::Io {
-                    what: "read the saved .torrent".into(),
-                    source,
-                }),
-            };
-            if let Err(error) = result {
-                tracing::error!(torrent = %stored.info_hash, %error, "verify failed");
-                service.emit(ServiceEvent::Error {
-                    info_hash: stored.info_hash,
-                    message: error.to_string(),
-                });
-            }
+            handle.recheck().await;
+            tracing::info!(torrent = %stored.info_hash, "re-check done");
+            service.emit(ServiceEvent::Verified {
+                info_hash: stored.info_hash,
+            });
         });
+        // Answer once the check shows, so that a client reading right after sees it.
+        let shown = status.wait_for(|s| s.state == crate::api::TorrentState::Checking);
+        let _ = tokio::time::timeout(STATUS_WAIT, shown).await;
         Ok(())
     }
 
@@ -315,8 +325,12 @@ impl Service {
         Ok(())
     }
 
-    /// Points a torrent at another folder (under a root); with `move_data`, moves its files
-    /// there first. The data is checked again at the new place.
+    /// Points a torrent at another folder (under a root). With `move_data`, the torrent is
+    /// stopped (files flushed, resume file saved), its files moved (renamed, or copied, synced
+    /// and deleted across file systems, keeping their modification times), its resume file
+    /// moved along, and it is started again at the new place, where the resume file is trusted:
+    /// nothing is hashed or downloaded again. Without it, the data is looked for (and checked)
+    /// at the new place. A failed move puts back what was moved and restarts it where it was.
     pub async fn move_storage(
         &self,
         key: TorrentRef,
@@ -330,18 +344,22 @@ impl Service {
             what: format!("create {}", dir.display()),
             source,
         })?;
+        if same_dir(&dir, &stored.download_dir) {
+            return Ok(());
+        }
         let hash = parse_hash(&stored)?;
+        self.sample_before_stop(&stored.info_hash);
         self.session.remove_torrent(hash).await;
-        if move_data && dir != stored.download_dir {
-            let from = stored.download_dir.join(meta.info.name());
-            let to = dir.join(meta.info.name());
-            if from.exists() {
-                if let Err(source) = std::fs::rename(&from, &to) {
-                    let _ = self.restore(&stored).await;
-                    return Err(ServiceError::Io {
-                        what: format!("move {} to {}", from.display(), to.display()),
-                        source,
-                    });
+        if move_data {
+            let old_resume = self.session.resume_file(hash, &stored.download_dir);
+            if let Err(error) = relocate::move_files(&stored.download_dir, &dir, &meta) {
+                let _ = self.restore(&stored).await;
+                return Err(error);
+            }
+            let new_resume = self.session.resume_file(hash, &dir);
+            if let (Some(from), Some(to)) = (old_resume, new_resume) {
+                if let Err(error) = std::fs::rename(&from, &to) {
+                    tracing::warn!(%error, "resume file not moved; the data will be checked");
                 }
             }
         }
@@ -350,7 +368,7 @@ impl Service {
     }
 
     /// Applies `change` to a stored torrent and saves the list.
-    fn update(
+    pub(super) fn update(
         &self,
         id: u32,
         change: impl FnOnce(&mut StoredTorrent),
@@ -376,6 +394,12 @@ fn parse_hash(stored: &StoredTorrent) -> Result<InfoHash, ServiceError> {
     InfoHash::parse(&stored.info_hash).map_err(|_| ServiceError::NotFound {
         key: stored.info_hash.clone(),
     })
+}
+
+/// True when two folders are the same (once symbolic links are resolved, when they exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    real(a) == real(b)
 }
 
 fn check_indexes(indexes: &[usize], count: usize) -> Result<(), ServiceError> {
@@ -493,7 +517,6 @@ fn percent_encode(text: &str) -> String {
 
 /// Deletes a torrent's files, then the folders they leave empty (never anything else).
 fn delete_torrent_data(download_dir: &Path, meta: &Metainfo) {
-    let mut folders: Vec<PathBuf> = Vec::new();
     for file in meta.info.files().iter().filter(|f| !f.attr.padding) {
         let path = file
             .path
@@ -504,20 +527,8 @@ fn delete_torrent_data(download_dir: &Path, meta: &Metainfo) {
                 tracing::warn!(path = %path.display(), %error, "could not delete a file");
             }
         }
-        let mut parent = path.parent().map(Path::to_path_buf);
-        while let Some(dir) = parent {
-            if dir == download_dir || !dir.starts_with(download_dir) {
-                break;
-            }
-            parent = dir.parent().map(Path::to_path_buf);
-            folders.push(dir);
-        }
     }
-    folders.sort_by_key(|f| std::cmp::Reverse(f.components().count()));
-    folders.dedup();
-    for folder in folders {
-        let _ = std::fs::remove_dir(folder);
-    }
+    relocate::prune_empty_folders(download_dir, meta);
 }
 
 /// Fetches a .torrent over http(s), refusing bodies over [`MAX_METAINFO_BYTES`].

@@ -1,8 +1,8 @@
 //! What the daemon keeps on disk besides resume files: the torrent list with each torrent's
 //! settings, the session settings, the `.torrent` files, and the HTTP credentials.
 //!
-//! Layout under the state folder: `torrents.json` (the list), `settings.json`, `torrents/<hex>.torrent`,
-//! `credentials.toml` (mode 0600). Every file is written atomically: to a temporary file in the
+//! Layout under the state folder: `torrents.json` (the list), `settings.json`, `stats.json`
+//! (transfer totals over all runs), `torrents/<hex>.torrent`, `credentials.toml` (mode 0600). Every file is written atomically: to a temporary file in the
 //! same folder, synced, then renamed over the old one, so a crash leaves the old or the new
 //! version, never half of one. A list that does not parse is kept aside (`.bad`) and the daemon
 //! starts empty rather than refusing to start.
@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::types::SessionSettings;
+use super::types::{SessionSettings, TransferTotals};
 
 /// Largest torrent list or settings file read back (a guard against a corrupted file).
 const MAX_STATE_FILE: u64 = 64 * 1024 * 1024;
@@ -43,6 +43,10 @@ pub struct StoredTorrent {
     /// Seconds since the Unix epoch.
     #[serde(default)]
     pub added_at: u64,
+    /// The magnet link, while the torrent was added by one and its `.torrent` is not saved yet
+    /// (a restart then fetches the metadata again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub magnet: Option<String>,
 }
 
 /// The torrent list file's contents.
@@ -99,6 +103,21 @@ impl StateStore {
         write_atomic(&self.dir.join("settings.json"), &bytes, false)
     }
 
+    /// Transfer totals of the previous runs; zero when there are none (or they are unreadable).
+    pub fn load_totals(&self) -> TransferTotals {
+        load_json(&self.dir.join("stats.json")).unwrap_or_default()
+    }
+
+    pub fn save_totals(&self, totals: &TransferTotals) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(totals).map_err(std::io::Error::other)?;
+        write_atomic(&self.dir.join("stats.json"), &bytes, false)
+    }
+
+    /// True when the torrent's `.torrent` copy is saved.
+    pub fn has_metainfo(&self, info_hash: &str) -> bool {
+        self.metainfo_path(info_hash).is_file()
+    }
+
     pub fn save_metainfo(&self, info_hash: &str, bytes: &[u8]) -> std::io::Result<()> {
         write_atomic(&self.metainfo_path(info_hash), bytes, false)
     }
@@ -114,6 +133,7 @@ impl StateStore {
     }
 
     /// Deletes a torrent's resume files, so that the next add hashes everything on disk.
+    /// (Moving a torrent's data moves its resume file instead; see `Session::resume_file`.)
     pub fn remove_resume_files(&self, info_hash: &str) {
         let Ok(entries) = std::fs::read_dir(self.dir.join("resume")) else {
             return;
@@ -290,6 +310,7 @@ mod tests {
                 download_limit: Some(10),
                 upload_limit: None,
                 added_at: 5,
+                magnet: None,
             }],
         };
         store.save_list(&list).unwrap();

@@ -55,6 +55,9 @@ pub struct TorrentView {
     pub piece_count: u32,
     pub verified_pieces: u32,
     pub check_progress: f32,
+    /// Share of the metadata received, 0.0..=1.0: below 1 only while a torrent added by magnet
+    /// link is in `fetching_metadata`.
+    pub metadata_progress: f32,
     pub download_dir: PathBuf,
     pub sequential: bool,
     pub download_limit: Option<u64>,
@@ -171,9 +174,42 @@ pub struct SessionStats {
     pub disk_queue_depth: usize,
     /// Seconds since the daemon started.
     pub uptime_secs: u64,
+    /// Totals over every run of the daemon (kept in the state folder).
+    pub cumulative: TransferTotals,
+    /// Totals since this run started.
+    pub current: TransferTotals,
 }
 
-/// Something that happened, for live front ends.
+/// Transfer totals over a span of time (Transmission's `cumulative-stats` / `current-stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferTotals {
+    /// Payload bytes sent to peers.
+    pub uploaded_bytes: u64,
+    /// Payload bytes received from peers (including any that failed their hash).
+    pub downloaded_bytes: u64,
+    /// Torrents added (by file, URL or magnet link).
+    pub files_added: u64,
+    /// Times the daemon started.
+    pub session_count: u64,
+    /// Seconds the daemon ran.
+    pub seconds_active: u64,
+}
+
+impl TransferTotals {
+    /// The sum of two spans.
+    pub fn plus(&self, other: &TransferTotals) -> TransferTotals {
+        TransferTotals {
+            uploaded_bytes: self.uploaded_bytes.saturating_add(other.uploaded_bytes),
+            downloaded_bytes: self.downloaded_bytes.saturating_add(other.downloaded_bytes),
+            files_added: self.files_added.saturating_add(other.files_added),
+            session_count: self.session_count.saturating_add(other.session_count),
+            seconds_active: self.seconds_active.saturating_add(other.seconds_active),
+        }
+    }
+}
+
+/// Something that happened, for live front ends. `Verified`: a re-check of the data on disk
+/// finished.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServiceEvent {
@@ -182,6 +218,7 @@ pub enum ServiceEvent {
     Paused { info_hash: String },
     Resumed { info_hash: String },
     Completed { info_hash: String },
+    Verified { info_hash: String },
     PieceFailed { info_hash: String, piece: u32 },
     PeerBanned { info_hash: String, addr: String },
     Error { info_hash: String, message: String },

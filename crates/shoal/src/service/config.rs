@@ -101,7 +101,7 @@ max_body_bytes = 16777216
 dht = true
 
 # Global rate limits over all torrents, in bytes per second (0: none), e.g. 1048576 for 1 MiB/s.
-# Starting values only: limits set later through the web UI, JSON API or RPC are saved in the
+# Starting values only: limits set later through the JSON API or the RPC are saved in the
 # state folder and win over these.
 download_limit = 0
 upload_limit = 0

@@ -580,10 +580,11 @@ function trackerRow(t) {
   const message = t.last_error || t.warning || "";
   const status = el("td", { class: "status" }, known(t.status));
   if (t.consecutive_failures > 1) status.textContent += ` (${t.consecutive_failures}×)`;
-  tr.append(el("td", {}, known(t.tier)), el("td", { class: "path" }, known(t.url)), status,
+  const url = el("td", { class: "path" }, known(t.url));
+  if (message) url.appendChild(el("div", { class: "message" }, message));
+  tr.append(el("td", {}, known(t.tier)), url, status,
     el("td", { class: "num" }, t.last_success ? known(t.last_peers) : ""), el("td", { class: "num" }, swarm),
-    el("td", {}, fmtWhen(t.last_announce)), el("td", {}, fmtWhen(t.next_announce)),
-    el("td", { class: "message" }, message));
+    el("td", {}, fmtWhen(t.last_announce)), el("td", {}, fmtWhen(t.next_announce)));
   return tr;
 }
 

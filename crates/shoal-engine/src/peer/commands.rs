@@ -118,7 +118,7 @@ impl PeerConn {
         if may_send {
             self.stats.uploaded_payload += u64::from(block.len());
             let (index, begin) = (block.piece().get(), block.offset());
-            self.send(now, &Message::Piece { index, begin, data });
+            self.send_piece(now, index, begin, data);
         }
     }
 

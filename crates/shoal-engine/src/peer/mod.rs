@@ -239,7 +239,11 @@ pub struct PeerConn {
     last_received: Instant,
     last_sent: Instant,
     inbuf: BytesMut,
+    /// Bytes to send after everything in `outq`.
     outbuf: BytesMut,
+    /// Bytes to send before `outbuf`, in order: framing flushed from `outbuf` and served
+    /// blocks' data as read from disk (not copied).
+    outq: VecDeque<Bytes>,
     decoder: MessageDecoder,
     events: VecDeque<PeerEvent>,
     their_reserved: Reserved,
@@ -292,6 +296,7 @@ impl PeerConn {
             last_sent: now,
             inbuf: BytesMut::new(),
             outbuf: BytesMut::new(),
+            outq: VecDeque::new(),
             events: VecDeque::new(),
             their_reserved: Reserved::default(),
             their_id: None,
@@ -386,6 +391,45 @@ impl PeerConn {
             let _ = self.inbuf.split_to(Handshake::LEN);
             self.accept_handshake(now, theirs)?;
         }
+        self.drain_inbuf(now)
+    }
+
+    /// [`PeerConn::handle_read`] for bytes the caller already holds as [`Bytes`]: after the
+    /// handshake, whole messages are decoded where they lie (a block's data stays a slice of the
+    /// read, never copied); only a message cut by the end of a read is gathered in the
+    /// connection's own buffer, with just the bytes it is missing from the next read.
+    pub fn handle_read_bytes(&mut self, now: Instant, mut input: Bytes) -> Result<(), PeerError> {
+        if self.stage == Stage::ExpectHandshake || self.stage == Stage::Closed {
+            return self.handle_read(now, &input);
+        }
+        if !input.is_empty() {
+            self.last_received = now;
+        }
+        while !self.inbuf.is_empty() && !input.is_empty() {
+            let missing = match self.decoder.missing(&self.inbuf) {
+                Ok(missing) => missing.max(1),
+                Err(e) => return Err(self.fail(e.into())),
+            };
+            let head = input.split_to(missing.min(input.len()));
+            self.inbuf.extend_from_slice(&head);
+            self.drain_inbuf(now)?;
+        }
+        loop {
+            let message = match self.decoder.decode_bytes(&mut input) {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(e) => return Err(self.fail(e.into())),
+            };
+            if let Err(e) = self.handle_message(now, message) {
+                return Err(self.fail(e));
+            }
+        }
+        self.inbuf.extend_from_slice(&input);
+        Ok(())
+    }
+
+    /// Handles every whole message in the read buffer.
+    fn drain_inbuf(&mut self, now: Instant) -> Result<(), PeerError> {
         loop {
             let message = match self.decoder.decode(&mut self.inbuf) {
                 Ok(Some(message)) => message,
@@ -706,14 +750,40 @@ impl PeerConn {
         Ok(())
     }
 
-    /// Moves the bytes to send into `out`; true when there were any.
+    /// Moves the bytes to send into `out`; true when there were any. Into an empty `out`,
+    /// with no served block queued, they move without a copy (the buffer changes hands).
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
-        if self.outbuf.is_empty() {
+        if self.outbuf.is_empty() && self.outq.is_empty() {
             return false;
         }
-        out.extend_from_slice(&self.outbuf);
-        self.outbuf.clear();
+        for chunk in self.outq.drain(..) {
+            out.extend_from_slice(&chunk);
+        }
+        if out.is_empty() {
+            *out = self.outbuf.split();
+        } else {
+            out.extend_from_slice(&self.outbuf);
+            self.outbuf.clear();
+        }
         true
+    }
+
+    /// The next run of bytes to send, in order, or `None`: [`PeerConn::poll_transmit`] without
+    /// copying a served block's data (it comes back as the same buffer the disk read filled).
+    pub fn poll_transmit_chunk(&mut self) -> Option<Bytes> {
+        if let Some(chunk) = self.outq.pop_front() {
+            return Some(chunk);
+        }
+        (!self.outbuf.is_empty()).then(|| self.outbuf.split().freeze())
+    }
+
+    /// Queues a `piece` message: its header after what is already queued, its data as is.
+    fn send_piece(&mut self, now: Instant, index: u32, begin: u32, data: Bytes) {
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        Message::encode_piece_header(index, begin, len, &mut self.outbuf);
+        self.outq.push_back(self.outbuf.split().freeze());
+        self.outq.push_back(data);
+        self.last_sent = now;
     }
 
     /// The next event for the torrent engine.

@@ -414,3 +414,135 @@ fn serving_respects_choke_have_cancel_and_the_queue_bound() {
         .iter()
         .all(|m| matches!(m, Message::Reject { .. })));
 }
+
+/// A connection that asked for both blocks of piece 0 from a peer that has only that piece.
+fn requesting(now: Instant) -> PeerConn {
+    let mut conn = established(now, Bitfield::new(10));
+    let only_piece_0 = Message::Bitfield(Bytes::from_static(&[0x80, 0x00]));
+    conn.handle_read(now, &wire(&[only_piece_0, Message::Unchoke]))
+        .unwrap();
+    events(&mut conn);
+    conn.handle_command(now, PeerCommand::Interested);
+    conn.handle_command(now, PeerCommand::Request(block(0, 0)));
+    conn.handle_command(now, PeerCommand::Request(block(0, 1)));
+    sent(&mut conn, false);
+    conn
+}
+
+#[test]
+fn reads_decoded_in_place_give_the_same_events_at_every_cut() {
+    let t0 = Instant::now();
+    let data = |seed: u8| Bytes::from((0..16384u32).map(|i| seed ^ i as u8).collect::<Vec<_>>());
+    let stream = Bytes::from(wire(&[
+        Message::Have { index: 3 },
+        Message::Piece {
+            index: 0,
+            begin: 0,
+            data: data(1),
+        },
+        Message::KeepAlive,
+        Message::Piece {
+            index: 0,
+            begin: 16384,
+            data: data(2),
+        },
+        Message::Have { index: 4 },
+    ]));
+    let mut reference = requesting(t0);
+    reference.handle_read(t0, &stream).unwrap();
+    let expected = events(&mut reference);
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    let cuts = (0..40)
+        .chain(16_380..16_420)
+        .chain(stream.len() - 30..stream.len());
+    for cut in cuts {
+        for second in [cut, cut + 1, cut + 9, stream.len()] {
+            let second = second.clamp(cut, stream.len());
+            let mut conn = requesting(t0);
+            for part in [
+                stream.slice(..cut),
+                stream.slice(cut..second),
+                stream.slice(second..),
+            ] {
+                conn.handle_read_bytes(t0, part).unwrap();
+            }
+            assert_eq!(events(&mut conn), expected, "cuts at {cut} and {second}");
+        }
+    }
+}
+
+#[test]
+fn reads_decoded_in_place_fail_like_copied_reads() {
+    let t0 = Instant::now();
+    let mut conn = requesting(t0);
+    let mut bad = wire(&[Message::Have { index: 1 }]);
+    bad.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 7]);
+    let err = conn.handle_read_bytes(t0, Bytes::from(bad)).unwrap_err();
+    assert!(matches!(err, PeerError::Wire(_)), "{err:?}");
+    assert_eq!(
+        conn.handle_read_bytes(t0, Bytes::from_static(&[0, 0, 0, 0])),
+        Err(PeerError::Closed)
+    );
+}
+
+#[test]
+fn a_served_block_goes_out_as_the_buffer_it_was_read_into() {
+    let t0 = Instant::now();
+    let mut ours = Bitfield::new(10);
+    ours.set(geometry().piece(0).unwrap());
+    let mut conn = established(t0, ours);
+    conn.handle_command(t0, PeerCommand::Unchoke);
+    let request = |begin| Message::Request {
+        index: 0,
+        begin,
+        length: 16384,
+    };
+    conn.handle_read(t0, &wire(&[request(0), request(16384)]))
+        .unwrap();
+    let data = |seed: u8| Bytes::from(vec![seed; 16384]);
+    let (first, second) = (data(1), data(2));
+    conn.handle_command(
+        t0,
+        PeerCommand::SendBlock {
+            block: block(0, 0),
+            data: first.clone(),
+        },
+    );
+    conn.handle_command(t0, PeerCommand::Choke);
+    conn.handle_command(t0, PeerCommand::Unchoke);
+    conn.handle_command(
+        t0,
+        PeerCommand::SendBlock {
+            block: block(0, 1),
+            data: second.clone(),
+        },
+    );
+    let chunks: Vec<Bytes> = std::iter::from_fn(|| conn.poll_transmit_chunk()).collect();
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.as_ptr() == first.as_ptr() && c.len() == first.len()),
+        "the block's buffer itself is queued"
+    );
+    let mut all = BytesMut::new();
+    for chunk in &chunks {
+        all.extend_from_slice(chunk);
+    }
+    let mut decoder = MessageDecoder::new(1 << 20);
+    let mut messages = Vec::new();
+    while let Some(m) = decoder.decode(&mut all).unwrap() {
+        messages.push(m);
+    }
+    let piece = |begin, data| Message::Piece {
+        index: 0,
+        begin,
+        data,
+    };
+    // Unchoke, the block, choke (the second request is rejected: fast), unchoke; the second
+    // block is no longer requested and not sent.
+    assert_eq!(messages[0], Message::Unchoke);
+    assert_eq!(messages[1], piece(0, first));
+    assert_eq!(messages[2], Message::Choke);
+    assert!(!messages.iter().any(|m| *m == piece(16384, second.clone())));
+    assert!(conn.poll_transmit_chunk().is_none());
+}

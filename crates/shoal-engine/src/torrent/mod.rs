@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use shoal_proto::wire::{Handshake, Reserved};
@@ -271,10 +271,16 @@ impl Torrent {
 
     /// Bytes read from a peer's socket.
     pub fn handle_peer_data(&mut self, now: Instant, peer: PeerKey, data: &[u8]) {
+        self.handle_peer_bytes(now, peer, Bytes::copy_from_slice(data));
+    }
+
+    /// [`Torrent::handle_peer_data`] for bytes already held as [`Bytes`]: block data is handed
+    /// on as slices of them, without a copy (see [`PeerConn::handle_read_bytes`]).
+    pub fn handle_peer_bytes(&mut self, now: Instant, peer: PeerKey, data: Bytes) {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        let result = state.conn.handle_read(now, data);
+        let result = state.conn.handle_read_bytes(now, data);
         self.drain_events(now, peer);
         if let Err(error) = result {
             self.disconnect(now, peer, DisconnectReason::Protocol(error));
@@ -473,15 +479,12 @@ impl Torrent {
         }
     }
 
-    /// Moves every connection's pending bytes into `Transmit` outputs.
+    /// Moves every connection's pending bytes into `Transmit` outputs, in order: served blocks
+    /// go out as their own outputs, the buffers the disk read filled, without a copy.
     fn flush(&mut self) {
         for (&key, peer) in &mut self.peers {
-            let mut buf = BytesMut::new();
-            if peer.conn.poll_transmit(&mut buf) {
-                self.outputs.push_back(Output::Transmit {
-                    peer: key,
-                    data: buf.freeze(),
-                });
+            while let Some(data) = peer.conn.poll_transmit_chunk() {
+                self.outputs.push_back(Output::Transmit { peer: key, data });
             }
         }
     }

@@ -2,7 +2,10 @@
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes: an id byte and a payload
 //! (BEP 3); a length of zero is a keep-alive. [`MessageDecoder::decode`] looks at the front of a
-//! growing read buffer and takes exactly one whole frame off it, or nothing.
+//! growing read buffer and takes exactly one whole frame off it, or nothing;
+//! [`MessageDecoder::decode_bytes`] does the same on a shared, read-only buffer (bytes just read
+//! from a socket), and [`MessageDecoder::missing`] says how much of a partial frame is still to
+//! come, so a caller can complete it in its own buffer and decode the rest in place.
 //!
 //! Guarantees: a length prefix above the decoder's cap is an error as soon as its 4 bytes are
 //! seen, and a known id whose payload size is impossible is an error as soon as its 5 header bytes
@@ -235,8 +238,56 @@ impl MessageDecoder {
     /// Takes one whole frame off the front of `buf`, or returns `Ok(None)` and leaves `buf` as it
     /// is (apart from reserving room for the rest of a frame whose header checked out).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, WireError> {
-        let &[a, b, c, d, ..] = &buf[..] else {
-            return Ok(None);
+        match self.front(buf)? {
+            Front::KeepAlive => {
+                buf.advance(4);
+                Ok(Some(Message::KeepAlive))
+            }
+            Front::Frame { id, total } => {
+                buf.advance(5);
+                let payload = buf.split_to(total - 5).freeze();
+                Ok(Some(parse_payload(id, payload)))
+            }
+            Front::Partial { total: Some(total) } => {
+                buf.reserve(total - buf.len());
+                Ok(None)
+            }
+            Front::Partial { total: None } => Ok(None),
+        }
+    }
+
+    /// [`MessageDecoder::decode`] on a read-only buffer: payloads are slices of `buf`, never
+    /// copies. Leaves a partial frame in `buf`.
+    pub fn decode_bytes(&mut self, buf: &mut Bytes) -> Result<Option<Message>, WireError> {
+        match self.front(buf)? {
+            Front::KeepAlive => {
+                buf.advance(4);
+                Ok(Some(Message::KeepAlive))
+            }
+            Front::Frame { id, total } => {
+                let payload = buf.split_to(total).slice(5..);
+                Ok(Some(parse_payload(id, payload)))
+            }
+            Front::Partial { .. } => Ok(None),
+        }
+    }
+
+    /// How many more bytes the frame at the front of `buf` needs before it can be decoded: at
+    /// least 1 for a partial frame (the header first, then the rest), 0 when a whole frame is
+    /// there. Errors as [`MessageDecoder::decode`] would.
+    pub fn missing(&self, buf: &[u8]) -> Result<usize, WireError> {
+        Ok(match self.front(buf)? {
+            Front::KeepAlive | Front::Frame { .. } => 0,
+            Front::Partial { total: Some(total) } => total - buf.len(),
+            Front::Partial { total: None } => 5 - buf.len(),
+        })
+    }
+
+    /// What the front of `buf` holds, with the length cap and the payload size checked as soon
+    /// as their header bytes are there.
+    fn front(&self, buf: &[u8]) -> Result<Front, WireError> {
+        let &[a, b, c, d, ..] = buf else {
+            return Ok(Front::Partial { total: None });
         };
         let len = u32::from_be_bytes([a, b, c, d]);
         if len > self.max_frame_len {
@@ -246,22 +297,32 @@ impl MessageDecoder {
             });
         }
         if len == 0 {
-            buf.advance(4);
-            return Ok(Some(Message::KeepAlive));
+            return Ok(Front::KeepAlive);
         }
         let Some(&id) = buf.get(4) else {
-            return Ok(None);
+            return Ok(Front::Partial { total: None });
         };
         check_payload_len(id, len - 1)?;
         let total = 4 + len as usize;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
-            return Ok(None);
+            return Ok(Front::Partial { total: Some(total) });
         }
-        buf.advance(5);
-        let payload = buf.split_to(total - 5).freeze();
-        Ok(Some(parse_payload(id, payload)))
+        Ok(Front::Frame { id, total })
     }
+}
+
+/// The front of a read buffer, as [`MessageDecoder::front`] sees it.
+enum Front {
+    KeepAlive,
+    /// A whole frame of `total` bytes (length prefix included) with this id.
+    Frame {
+        id: u8,
+        total: usize,
+    },
+    /// Not all there yet; `total` once the 5 header bytes are.
+    Partial {
+        total: Option<usize>,
+    },
 }
 
 /// Builds the message for an id whose payload length [`check_payload_len`] accepted.
@@ -632,6 +693,53 @@ pub(crate) mod tests {
             drain(&mut d, &mut buf, &mut got);
         }
         assert_eq!(got, messages);
+    }
+
+    /// The way a connection uses [`MessageDecoder::decode_bytes`]: a partial frame is completed
+    /// in a buffer with exactly [`MessageDecoder::missing`] bytes, the rest decoded in place.
+    #[test]
+    fn decoding_in_place_after_every_cut_gives_the_same_messages() {
+        let messages = sample_stream();
+        let bytes = encode_all(&messages).freeze();
+        for cut in 0..=bytes.len() {
+            let mut d = MessageDecoder::default();
+            let mut got = Vec::new();
+            let mut pending = BytesMut::new();
+            for mut chunk in [bytes.slice(..cut), bytes.slice(cut..)] {
+                while !pending.is_empty() && !chunk.is_empty() {
+                    let take = d.missing(&pending).unwrap().min(chunk.len());
+                    assert!(take > 0, "cut at {cut}");
+                    pending.extend_from_slice(&chunk.split_to(take));
+                    drain(&mut d, &mut pending, &mut got);
+                }
+                while let Some(m) = d.decode_bytes(&mut chunk).unwrap() {
+                    got.push(m);
+                }
+                assert!(chunk.is_empty() || d.missing(&chunk).unwrap() > 0);
+                pending.extend_from_slice(&chunk);
+            }
+            assert_eq!(got, messages, "cut at {cut}");
+            assert!(pending.is_empty(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn in_place_decoding_refuses_what_decode_refuses() {
+        let mut d = MessageDecoder::new(100);
+        let mut long = Bytes::from_static(&[0, 0, 0, 101, 7]);
+        assert!(matches!(
+            d.decode_bytes(&mut long),
+            Err(WireError::FrameTooLong { .. })
+        ));
+        assert!(matches!(
+            d.missing(&long),
+            Err(WireError::FrameTooLong { .. })
+        ));
+        let mut have = Bytes::from_static(&[0, 0, 0, 5, 4, 0, 0]);
+        assert_eq!(d.decode_bytes(&mut have), Ok(None));
+        assert_eq!(have.len(), 7, "a partial frame stays");
+        assert_eq!(d.missing(&have), Ok(2));
+        assert_eq!(d.missing(&[0, 0]), Ok(3));
     }
 
     #[test]

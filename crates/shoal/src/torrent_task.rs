@@ -6,6 +6,10 @@
 //! disk requests to the disk pool, connects to short-lived connect tasks, disconnects drop the
 //! peer's socket. A status snapshot is published on a `watch` channel at most every
 //! [`STATUS_EVERY`]. Nothing here decides anything about the protocol.
+//!
+//! Idle costs nothing: the task wakes on its own only for the engine's deadline, for a status
+//! refresh while peers are connected (their rates move) or a change is still unpublished, and
+//! for a due resume checkpoint. A loaded torrent with no peers sleeps until something arrives.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -97,6 +101,8 @@ struct Driver {
     limits: PeerLimits,
     rebuild: Rebuild,
     last_status: Instant,
+    /// Something changed after the last published snapshot (publishing was throttled).
+    status_dirty: bool,
     checkpoints: Checkpoints,
 }
 
@@ -106,6 +112,17 @@ struct Checkpoints {
     saved_pieces: u32,
     last: Instant,
     running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Checkpoints {
+    /// When [`Driver::maybe_checkpoint`] should run again with `pieces` verified: `None` when
+    /// nothing is waiting to be saved. While one is still running, every [`STATUS_EVERY`].
+    fn next_due(&self, pieces: u32) -> Option<Instant> {
+        if self.target.is_none() || pieces == self.saved_pieces {
+            return None;
+        }
+        Some((self.last + CHECKPOINT_EVERY).max(Instant::now() + STATUS_EVERY))
+    }
 }
 
 impl TorrentTask {
@@ -141,6 +158,7 @@ impl TorrentTask {
             limits,
             rebuild,
             last_status: Instant::now(),
+            status_dirty: false,
             checkpoints: Checkpoints {
                 target: resume,
                 saved_pieces,
@@ -150,16 +168,9 @@ impl TorrentTask {
         };
         d.flush_outputs().await;
         d.publish_status(true);
-        let mut tick = tokio::time::interval(STATUS_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let deadline = d.engine.poll_timeout().map(Instant::from_std);
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = sleep_until(d.engine.poll_timeout().map(Instant::from_std));
+            let wake = sleep_until(d.next_wakeup());
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(ev) = peer_rx.recv() => {
@@ -184,7 +195,7 @@ impl TorrentTask {
                     }
                 }
                 _ = sleep => d.engine.handle_timeout(now()),
-                _ = tick.tick() => {}
+                _ = wake => {}
             }
             d.flush_outputs().await;
             d.publish_status(false);
@@ -198,12 +209,20 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Driver {
     fn on_peer_event(&mut self, ev: PeerIoEvent) {
         match ev {
             PeerIoEvent::Data { peer, data } => {
                 if self.peers.contains_key(&peer) {
-                    self.engine.handle_peer_data(now(), peer, &data);
+                    self.engine.handle_peer_bytes(now(), peer, data);
                 }
             }
             PeerIoEvent::Closed { peer, error } => {
@@ -384,12 +403,24 @@ impl Driver {
         net::spawn_connect(addr, self.bind, self.connects.clone(), self.cancel.clone());
     }
 
+    /// When the task must wake on its own (besides the engine's deadline): a status refresh
+    /// while peers are connected or a change is unpublished, and a resume checkpoint once new
+    /// pieces wait for one. `None`: sleep until something arrives.
+    fn next_wakeup(&self) -> Option<Instant> {
+        let busy = self.status_dirty || !self.peers.is_empty();
+        let status = busy.then(|| self.last_status + STATUS_EVERY);
+        let checkpoint = self.checkpoints.next_due(self.engine.have().count_ones());
+        status.into_iter().chain(checkpoint).min()
+    }
+
     fn publish_status(&mut self, force: bool) {
         let now = Instant::now();
         if !force && now.duration_since(self.last_status) < STATUS_EVERY {
+            self.status_dirty = true;
             return;
         }
         self.last_status = now;
+        self.status_dirty = false;
         let stats = self.engine.stats(now.into_std());
         let verified_pieces = self.engine.have().count_ones();
         self.status.send_modify(|s| {

@@ -238,26 +238,46 @@ fn filter_fields(all: Value, args: &Map<String, Value>) -> Value {
     )
 }
 
+/// Transmission's limit when one is switched on without a value, in kB/s.
+const DEFAULT_LIMIT_KBPS: u64 = 100;
+
+/// A Transmission request names a limit's value (kB/s) and its switch separately; `current` is
+/// the limit in force (bytes/s). Returns the change to make: switched off, none; a value, that
+/// value (switched on); switched on alone, the limit in force or [`DEFAULT_LIMIT_KBPS`].
+fn limit_change(
+    args: &Map<String, Value>,
+    value: &str,
+    enabled: &str,
+    current: Option<u64>,
+) -> Option<Option<u64>> {
+    let kbps = args.get(value).and_then(Value::as_u64);
+    match (args.get(enabled).and_then(Value::as_bool), kbps) {
+        (Some(false), _) => Some(None),
+        (_, Some(kbps)) => Some(Some(kbps.saturating_mul(1000))),
+        (Some(true), None) => Some(current.or(Some(DEFAULT_LIMIT_KBPS * 1000))),
+        (None, None) => None,
+    }
+}
+
 async fn session_set(state: &AppState, args: &Map<String, Value>) -> RpcResult {
-    let limit = |value: &str, enabled: &str| -> Option<Option<u64>> {
-        let on = args.get(enabled).and_then(Value::as_bool);
-        let kbps = args.get(value).and_then(Value::as_u64);
-        match (on, kbps) {
-            (Some(false), _) => Some(None),
-            (Some(true), _) | (None, Some(_)) => {
-                let current = kbps.unwrap_or(100);
-                Some(Some(current * 1000))
-            }
-            (None, None) => None,
-        }
-    };
+    let current = state.service.session_info().settings;
     let update = SessionSettingsUpdate {
         download_dir: args
             .get("download-dir")
             .and_then(Value::as_str)
             .map(PathBuf::from),
-        download_limit: limit("speed-limit-down", "speed-limit-down-enabled"),
-        upload_limit: limit("speed-limit-up", "speed-limit-up-enabled"),
+        download_limit: limit_change(
+            args,
+            "speed-limit-down",
+            "speed-limit-down-enabled",
+            current.download_limit,
+        ),
+        upload_limit: limit_change(
+            args,
+            "speed-limit-up",
+            "speed-limit-up-enabled",
+            current.upload_limit,
+        ),
     };
     state.service.set_session(update).await.map_err(message)?;
     Ok(json!({}))
@@ -565,26 +585,17 @@ async fn torrent_set(state: &AppState, args: &Map<String, Value>) -> RpcResult {
         unwanted: indexes("files-unwanted"),
         priorities,
     };
-    let limit = |value: &str, enabled: &str| -> Option<Option<u64>> {
-        match (
-            args.get(enabled).and_then(Value::as_bool),
-            args.get(value).and_then(Value::as_u64),
-        ) {
-            (Some(false), _) => Some(None),
-            (_, Some(kbps)) => Some(Some(kbps * 1000)),
-            _ => None,
-        }
-    };
     let sequential = args
         .get("sequentialDownload")
         .or_else(|| args.get("sequential_download"))
         .and_then(Value::as_bool);
-    let settings = TorrentSettingsUpdate {
-        sequential,
-        download_limit: limit("downloadLimit", "downloadLimited"),
-        upload_limit: limit("uploadLimit", "uploadLimited"),
-    };
     for key in select(state, args) {
+        let (down, up) = current_limits(state, key);
+        let settings = TorrentSettingsUpdate {
+            sequential,
+            download_limit: limit_change(args, "downloadLimit", "downloadLimited", down),
+            upload_limit: limit_change(args, "uploadLimit", "uploadLimited", up),
+        };
         if files != FilesUpdate::default() {
             state
                 .service
@@ -608,6 +619,15 @@ async fn torrent_set(state: &AppState, args: &Map<String, Value>) -> RpcResult {
         }
     }
     Ok(json!({}))
+}
+
+/// A torrent's own (download, upload) limits in bytes/s; none when it is not found.
+fn current_limits(state: &AppState, key: TorrentRef) -> (Option<u64>, Option<u64>) {
+    let view = state.service.list().into_iter().find(|v| match key {
+        TorrentRef::Id(id) => v.id == id,
+        TorrentRef::Hash(hash) => v.info_hash == hash.to_hex(),
+    });
+    view.map_or((None, None), |v| (v.download_limit, v.upload_limit))
 }
 
 fn free_space(state: &AppState, args: &Map<String, Value>) -> RpcResult {

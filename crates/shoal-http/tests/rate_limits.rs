@@ -175,6 +175,21 @@ async fn per_torrent_limits_round_trip_through_rpc_and_the_json_api() {
     .await;
     assert_eq!(handle.rate_limits().download, None);
     assert_eq!(handle.rate_limits().upload, Some(500_000));
+    // The switch alone: on keeps the value in force, or takes Transmission's 100 kB/s.
+    rpc.call(
+        "torrent-set",
+        json!({ "ids": [view.id], "uploadLimited": true, "downloadLimited": true }),
+    )
+    .await;
+    assert_eq!(handle.rate_limits().upload, Some(500_000));
+    assert_eq!(handle.rate_limits().download, Some(100_000));
+    // An absurd value is clamped, not an overflow.
+    rpc.call(
+        "torrent-set",
+        json!({ "ids": [view.id], "downloadLimit": u64::MAX }),
+    )
+    .await;
+    assert_eq!(handle.rate_limits().download, Some(u64::MAX));
 
     // The JSON API: bytes per second, null or 0 removes a limit.
     let http = reqwest::Client::new();
@@ -208,6 +223,16 @@ async fn per_torrent_limits_round_trip_through_rpc_and_the_json_api() {
     let session = rpc.call("session-get", json!({})).await;
     assert_eq!(session["speed-limit-up"], 123);
     assert_eq!(session["speed-limit-up-enabled"], true);
+    rpc.call("session-set", json!({ "speed-limit-up-enabled": true }))
+        .await;
+    assert_eq!(
+        daemon.service().session().rate_limits().upload,
+        Some(123456),
+        "switching on an active limit keeps its value"
+    );
+    rpc.call("session-set", json!({ "speed-limit-up-enabled": false }))
+        .await;
+    assert_eq!(daemon.service().session().rate_limits().upload, None);
     daemon.stop().await;
 }
 

@@ -155,8 +155,14 @@ impl Torrent {
         }
         ext.listen_port = theirs.listen_port.or(ext.listen_port);
         ext.client = theirs.client.or(ext.client.take());
+        let speaks_pex = ext.ut_pex.is_some();
         if let Some(reqq) = theirs.request_queue_len {
             peer.pipeline.set_peer_reqq(reqq);
+        }
+        // Its listen port may make it a peer others can be told of.
+        self.pex_directory_changed(now);
+        if speaks_pex {
+            self.pex_peer_ready(now, key);
         }
     }
 

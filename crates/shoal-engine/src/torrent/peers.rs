@@ -101,6 +101,7 @@ impl Torrent {
                 peer_id,
             }));
         self.offer_allowed_fast(now, key);
+        self.pex_directory_changed(now);
     }
 
     /// A peer wants our data: when an upload slot is free, run a choker round at once rather

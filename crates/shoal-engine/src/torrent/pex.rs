@@ -1,6 +1,12 @@
-//! BEP 11 peer exchange inside a torrent: every [`ExtensionConfig::pex_interval`] each peer that
-//! speaks `ut_pex` hears which peers we connected to and dropped since our last message to it;
-//! what peers tell us goes to the address book as [`PeerSource::Pex`].
+//! BEP 11 peer exchange inside a torrent: each peer that speaks `ut_pex` hears which peers we
+//! connected to and dropped since our last message to it; what peers tell us goes to the
+//! address book as [`PeerSource::Pex`].
+//!
+//! When: a peer's first message is due [`ExtensionConfig::pex_first_delay`] after its extended
+//! handshake names `ut_pex`, each later one [`ExtensionConfig::pex_interval`] after the previous
+//! (BEP 11: at most once a minute per peer, which nothing here can shorten). A peer due while we
+//! have nothing new for it stays due: when another peer's handshake completes (so there is
+//! someone to tell of), a round runs `pex_first_delay` later and tells it.
 //!
 //! What we send: a connected peer is listed under the address others can dial: its address for
 //! a connection we opened (flagged reachable), its IP with the port from its extended handshake
@@ -40,6 +46,9 @@ pub(crate) struct PeerPex {
     told_connected: BTreeSet<SocketAddr>,
     /// When the peer's last accepted message arrived.
     last_received: Option<Instant>,
+    /// When the peer may get our next message; `None` until its extended handshake names
+    /// `ut_pex`.
+    next_send: Option<Instant>,
 }
 
 impl Torrent {
@@ -72,12 +81,48 @@ impl Torrent {
         out
     }
 
-    /// Sends every PEX-capable peer what changed since our last message to it.
-    pub(super) fn pex_round(&mut self, now: Instant) {
-        self.next_pex = now + self.config.extensions.pex_interval;
-        if self.private || self.paused {
+    /// The peer's extended handshake named `ut_pex`: its first message is due shortly.
+    pub(super) fn pex_peer_ready(&mut self, now: Instant, key: PeerKey) {
+        if self.private {
             return;
         }
+        let first = now + self.config.extensions.pex_first_delay;
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.ext.pex.next_send.get_or_insert(first);
+        }
+        self.pex_directory_changed(now);
+    }
+
+    /// A peer others can be told of may have joined (a handshake completed): peers whose next
+    /// message is due hear of it after [`ExtensionConfig::pex_first_delay`].
+    ///
+    /// [`ExtensionConfig::pex_first_delay`]: super::ExtensionConfig::pex_first_delay
+    pub(super) fn pex_directory_changed(&mut self, now: Instant) {
+        if !self.private {
+            self.next_pex = self
+                .next_pex
+                .min(now + self.config.extensions.pex_first_delay);
+        }
+    }
+
+    /// Sends every PEX-capable peer whose next message is due what changed since our last
+    /// message to it, then schedules the next round.
+    pub(super) fn pex_round(&mut self, now: Instant) {
+        if !(self.private || self.paused) {
+            self.pex_send_due(now);
+        }
+        let interval = self.config.extensions.pex_interval;
+        let next_due = self
+            .peers
+            .values()
+            .filter_map(|p| p.ext.pex.next_send)
+            .filter(|&at| at > now)
+            .min();
+        self.next_pex = next_due.map_or(now + interval, |at| at.min(now + interval));
+    }
+
+    fn pex_send_due(&mut self, now: Instant) {
+        let interval = self.config.extensions.pex_interval;
         let directory = self.pex_directory();
         let own: BTreeMap<PeerKey, SocketAddr> = self
             .peers
@@ -95,8 +140,11 @@ impl Torrent {
             let Some(their_id) = peer.ext.ut_pex else {
                 continue;
             };
-            let itself = own.get(key).copied();
             let state = &mut peer.ext.pex;
+            if state.next_send.is_none_or(|at| at > now) {
+                continue;
+            }
+            let itself = own.get(key).copied();
             let added: Vec<PexPeer> = directory
                 .iter()
                 .filter(|(addr, _)| Some(**addr) != itself && !state.told_connected.contains(addr))
@@ -113,6 +161,7 @@ impl Torrent {
             if added.is_empty() && dropped.is_empty() {
                 continue;
             }
+            state.next_send = Some(now + interval);
             state.told_connected.extend(added.iter().map(|p| p.addr));
             for addr in &dropped {
                 state.told_connected.remove(addr);

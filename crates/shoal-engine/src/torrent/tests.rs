@@ -323,6 +323,104 @@ fn pex_addresses_are_learnt_at_most_every_45_seconds() {
     assert_eq!(connects(&h), 5);
 }
 
+/// Our `ut_pex` messages to the scripted peer so far.
+fn pex_sent(h: &mut Harness) -> Vec<PexMessage> {
+    h.pump();
+    h.remote
+        .take()
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Extended { id, payload } if id == THEIR_PEX_ID => {
+                Some(PexMessage::decode(&payload).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// We dial `addr` and it completes its handshake: a peer others can be told of.
+fn join_outgoing(h: &mut Harness, addr: SocketAddr, id: u8) {
+    let key = h.torrent.handle_connected(h.now, addr);
+    let handshake = Handshake {
+        reserved: Reserved::shoal(),
+        info_hash: HASH,
+        peer_id: PeerId([id; 20]),
+    };
+    h.torrent.handle_peer_data(h.now, key, &handshake.encode());
+    h.pump();
+}
+
+fn tick(h: &mut Harness, at: Duration, start: Instant) {
+    h.now = start + at;
+    h.torrent.handle_timeout(h.now);
+}
+
+fn added(messages: &[PexMessage]) -> Vec<SocketAddr> {
+    messages
+        .iter()
+        .flat_map(|m| m.added.iter().map(|p| p.addr))
+        .collect()
+}
+
+#[test]
+fn first_pex_message_goes_out_shortly_after_the_extended_handshake_then_once_a_minute() {
+    let mut h = Harness::connect(
+        params(false, false, None),
+        full_reserved(),
+        Some(their_handshake()),
+    );
+    let start = h.now;
+    let q: SocketAddr = "10.7.7.7:7000".parse().unwrap();
+    join_outgoing(&mut h, q, 3);
+    tick(&mut h, Duration::from_secs(2), start);
+    assert!(pex_sent(&mut h).is_empty(), "not before pex_first_delay");
+    assert!(h
+        .torrent
+        .poll_timeout()
+        .is_some_and(|t| t <= start + Duration::from_secs(3)));
+    tick(&mut h, Duration::from_secs(3), start);
+    let first = pex_sent(&mut h);
+    assert_eq!(added(&first), vec![q]);
+    assert!(first[0].added[0].flags.0 & PexFlags::REACHABLE != 0);
+
+    // Another peer joins 30 s later: the peer hears of it a minute after the first message.
+    let r: SocketAddr = "10.7.7.8:7000".parse().unwrap();
+    h.now = start + Duration::from_secs(30);
+    join_outgoing(&mut h, r, 4);
+    for secs in [33, 40, 62] {
+        tick(&mut h, Duration::from_secs(secs), start);
+        assert!(pex_sent(&mut h).is_empty(), "a second message at {secs} s");
+    }
+    tick(&mut h, Duration::from_secs(63), start);
+    assert_eq!(added(&pex_sent(&mut h)), vec![r]);
+    // Nothing new: nothing sent.
+    tick(&mut h, Duration::from_secs(123), start);
+    assert!(pex_sent(&mut h).is_empty());
+}
+
+#[test]
+fn a_peer_with_nobody_to_hear_of_is_told_once_someone_joins() {
+    let mut h = Harness::connect(
+        params(false, false, None),
+        full_reserved(),
+        Some(their_handshake()),
+    );
+    let start = h.now;
+    tick(&mut h, Duration::from_secs(3), start);
+    assert!(pex_sent(&mut h).is_empty(), "nobody to tell of");
+    let q: SocketAddr = "10.7.7.7:7000".parse().unwrap();
+    h.now = start + Duration::from_secs(10);
+    join_outgoing(&mut h, q, 3);
+    assert!(h
+        .torrent
+        .poll_timeout()
+        .is_some_and(|t| t <= start + Duration::from_secs(13)));
+    tick(&mut h, Duration::from_secs(12), start);
+    assert!(pex_sent(&mut h).is_empty(), "not before pex_first_delay");
+    tick(&mut h, Duration::from_secs(13), start);
+    assert_eq!(added(&pex_sent(&mut h)), vec![q]);
+}
+
 #[test]
 fn a_private_torrent_ignores_pex() {
     let mut h = Harness::connect(

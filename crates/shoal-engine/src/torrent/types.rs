@@ -51,6 +51,9 @@ pub struct ExtensionConfig {
     /// BEP 11: time between our `ut_pex` messages to one peer. Default 60 s (BEP 11: at most
     /// once a minute).
     pub pex_interval: Duration,
+    /// BEP 11: how soon after a peer's extended handshake names `ut_pex` it gets our first
+    /// message (when we know other peers to tell it of). Default 3 s.
+    pub pex_first_delay: Duration,
     /// BEP 11: a peer's `ut_pex` message arriving sooner than this after its previous one is
     /// ignored (flood protection; honest peers send once a minute). Default 45 s.
     pub pex_min_receive_interval: Duration,
@@ -66,6 +69,7 @@ impl Default for ExtensionConfig {
         ExtensionConfig {
             allowed_fast_count: 10,
             pex_interval: Duration::from_secs(60),
+            pex_first_delay: Duration::from_secs(3),
             pex_min_receive_interval: Duration::from_secs(45),
             metadata_burst_extra: 4,
             metadata_refill: Duration::from_secs(1),

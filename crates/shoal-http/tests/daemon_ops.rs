@@ -269,6 +269,8 @@ async fn a_magnet_restarted_before_its_metadata_fetches_again_and_can_be_removed
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].id, view.id);
     assert_eq!(list[0].state, shoal::api::TorrentState::FetchingMetadata);
+    assert_eq!(list[0].metadata_progress, 0.0, "{:?}", list[0]);
+    assert_eq!(list[0].name, "magnet-later", "named from dn");
 
     // Removing it while fetching frees it: adding it again is not a duplicate.
     let key = shoal::service::TorrentRef::Id(view.id);

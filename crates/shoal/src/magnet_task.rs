@@ -34,6 +34,50 @@ pub enum MagnetError {
     Cancelled,
 }
 
+/// How far a metadata fetch got: pieces of the metadata received (of `total`, 0 until a peer
+/// told its size) and connected peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetadataProgress {
+    pub received: u32,
+    pub total: u32,
+    pub peers: usize,
+}
+
+impl MetadataProgress {
+    /// The share received, 0.0..=1.0.
+    pub fn share(&self) -> f32 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.received as f32 / self.total as f32
+        }
+    }
+}
+
+/// What a front end holds to follow and stop a fetch (see `Session::add_magnet_with`).
+#[derive(Debug, Clone)]
+pub struct MagnetControl {
+    /// Cancelled: the fetch gives up with [`MagnetError::Cancelled`].
+    pub stop: CancellationToken,
+    /// Updated as the fetch goes.
+    pub progress: tokio::sync::watch::Sender<MetadataProgress>,
+}
+
+impl MagnetControl {
+    pub fn new() -> MagnetControl {
+        MagnetControl {
+            stop: CancellationToken::new(),
+            progress: tokio::sync::watch::Sender::new(MetadataProgress::default()),
+        }
+    }
+}
+
+impl Default for MagnetControl {
+    fn default() -> Self {
+        MagnetControl::new()
+    }
+}
+
 pub(crate) struct MagnetTask {
     pub fetch: MetadataFetch,
     pub incoming: mpsc::Receiver<IncomingPeer>,
@@ -41,6 +85,7 @@ pub(crate) struct MagnetTask {
     pub commands: mpsc::Receiver<TorrentCommand>,
     pub bind: Option<SocketAddr>,
     pub cancel: CancellationToken,
+    pub progress: tokio::sync::watch::Sender<MetadataProgress>,
 }
 
 impl MagnetTask {
@@ -52,11 +97,13 @@ impl MagnetTask {
             mut commands,
             bind,
             cancel,
+            progress,
         } = self;
         let (peer_events, mut peer_rx) = mpsc::channel(256);
         let (connects, mut connect_rx) = mpsc::channel(64);
         let mut peers: HashMap<PeerKey, PeerIo> = HashMap::new();
         loop {
+            publish_progress(&fetch, &progress);
             while let Some(out) = fetch.poll_output() {
                 match out {
                     MetadataOutput::Transmit { peer, data } => {
@@ -122,6 +169,19 @@ impl MagnetTask {
             }
         }
     }
+}
+
+fn publish_progress(
+    fetch: &MetadataFetch,
+    progress: &tokio::sync::watch::Sender<MetadataProgress>,
+) {
+    let (received, total) = fetch.progress().unwrap_or((0, 0));
+    let now = MetadataProgress {
+        received,
+        total,
+        peers: fetch.peer_count(),
+    };
+    progress.send_if_modified(|p| std::mem::replace(p, now) != now);
 }
 
 fn log_event(event: &MetadataEvent) {

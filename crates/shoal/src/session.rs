@@ -298,22 +298,23 @@ impl Session {
         peers: Vec<SocketAddr>,
         paused: bool,
     ) -> Result<TorrentHandle, SessionError> {
-        let stop = CancellationToken::new();
-        self.add_magnet_with(uri, download_dir, peers, paused, &stop)
+        let control = crate::magnet_task::MagnetControl::new();
+        self.add_magnet_with(uri, download_dir, peers, paused, &control)
             .await
             .map(|(handle, _)| handle)
     }
 
-    /// [`Session::add_magnet`] that gives up with [`crate::magnet_task::MagnetError::Cancelled`]
-    /// once `stop` is cancelled (before the metadata arrived), and also returns the .torrent
-    /// bytes built from the fetched metadata (for front ends that keep them).
+    /// [`Session::add_magnet`] that publishes its progress on `control.progress`, gives up with
+    /// [`crate::magnet_task::MagnetError::Cancelled`] once `control.stop` is cancelled (before
+    /// the metadata arrived), and also returns the .torrent bytes built from the fetched
+    /// metadata (for front ends that keep them).
     pub async fn add_magnet_with(
         &self,
         uri: &str,
         download_dir: PathBuf,
         peers: Vec<SocketAddr>,
         paused: bool,
-        stop: &CancellationToken,
+        control: &crate::magnet_task::MagnetControl,
     ) -> Result<(TorrentHandle, Vec<u8>), SessionError> {
         let magnet = shoal_proto::magnet::Magnet::parse(uri)?;
         let info_hash = magnet.info_hash;
@@ -362,10 +363,11 @@ impl Session {
             commands,
             bind,
             cancel: cancel.clone(),
+            progress: control.progress.clone(),
         };
         let fetched = tokio::select! {
             fetched = task.run() => fetched,
-            _ = stop.cancelled() => Err(crate::magnet_task::MagnetError::Cancelled),
+            _ = control.stop.cancelled() => Err(crate::magnet_task::MagnetError::Cancelled),
         };
         self.router.remove(&info_hash);
         discovery.stop().await;

@@ -13,19 +13,18 @@ use std::sync::Arc;
 
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
-use tokio_util::sync::CancellationToken;
 
 use super::store::{self, StoredTorrent};
 use super::types::*;
 use super::{unix_now, Service, ServiceError, TorrentRef};
 use crate::api::TorrentState;
-use crate::magnet_task::MagnetError;
+use crate::magnet_task::{MagnetControl, MagnetError};
 use crate::session::{SessionError, TorrentHandle};
 
 /// A metadata fetch in progress.
 #[derive(Debug, Clone)]
 pub(super) struct Fetching {
-    cancel: CancellationToken,
+    control: MagnetControl,
     task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Why the last attempt failed, if it did.
     error: Option<String>,
@@ -105,12 +104,12 @@ impl Service {
             return;
         };
         let fetching = Fetching {
-            cancel: CancellationToken::new(),
+            control: MagnetControl::new(),
             task: Arc::default(),
             error: None,
         };
         let slot = Arc::clone(&fetching.task);
-        let cancel = fetching.cancel.clone();
+        let control = fetching.control.clone();
         self.lock()
             .fetching
             .insert(stored.info_hash.clone(), fetching);
@@ -125,7 +124,7 @@ impl Service {
                     stored.download_dir.clone(),
                     Vec::new(),
                     true,
-                    &cancel,
+                    &control,
                 )
                 .await;
             service.fetch_done(&stored, result).await;
@@ -206,7 +205,7 @@ impl Service {
     /// just finished waits for the operation lock, which the caller may hold).
     pub(super) fn cancel_fetch(&self, info_hash: &str) {
         if let Some(fetching) = self.lock().fetching.remove(info_hash) {
-            fetching.cancel.cancel();
+            fetching.control.stop.cancel();
         }
     }
 
@@ -215,7 +214,7 @@ impl Service {
     pub(super) async fn stop_fetches(&self) {
         let all: Vec<Fetching> = self.lock().fetching.drain().map(|(_, f)| f).collect();
         for fetching in all {
-            fetching.cancel.cancel();
+            fetching.control.stop.cancel();
             let task = fetching.task.lock().ok().and_then(|mut t| t.take());
             if let Some(task) = task {
                 let _ = task.await;
@@ -235,6 +234,9 @@ fn display_name(magnet: &Magnet) -> String {
 
 /// The list entry of a torrent whose metadata is not known yet.
 pub(super) fn view(t: &StoredTorrent, fetching: Option<&Fetching>) -> TorrentView {
+    let progress = fetching
+        .map(|f| *f.control.progress.borrow())
+        .unwrap_or_default();
     TorrentView {
         id: t.id,
         info_hash: t.info_hash.clone(),
@@ -249,12 +251,12 @@ pub(super) fn view(t: &StoredTorrent, fetching: Option<&Fetching>) -> TorrentVie
         uploaded_bytes: 0,
         download_rate: 0,
         upload_rate: 0,
-        peers: 0,
+        peers: progress.peers,
         hash_failures: 0,
         piece_count: 0,
         verified_pieces: 0,
         check_progress: 0.0,
-        metadata_progress: 0.0,
+        metadata_progress: progress.share(),
         download_dir: t.download_dir.clone(),
         sequential: t.sequential,
         download_limit: t.download_limit,

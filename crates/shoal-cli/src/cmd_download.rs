@@ -3,6 +3,8 @@
 //! `download` exits 0 once every piece is verified and written (or keeps seeding with `--seed`);
 //! running it again on the same folder resumes, because the session checks the data already
 //! there and only verified pieces count. `seed` checks the data, then serves it until Ctrl-C.
+//! Both show every tracker's state (see [`crate::tracker_lines`]): under the progress bar on a
+//! terminal, one line per announce result otherwise, and all of them in the final summary.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -10,10 +12,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shoal::api::{AddTorrent, TorrentState, TorrentStatus};
 use shoal::dht::DhtConfig;
 use shoal::session::{Session, SessionConfig, TorrentHandle};
+
+use crate::tracker_lines;
 
 /// The port shoal listens on when `--listen` is not given (the classic BitTorrent port). If it
 /// is taken, a free port is used instead.
@@ -91,6 +95,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
             bail!("download interrupted");
         };
         print_summary(&status, started.elapsed());
+        tracker_lines::print_summary(&handle.trackers());
         if args.seed {
             eprintln!("seeding on {}; Ctrl-C to stop", session.listen_addr());
             let _ = tokio::signal::ctrl_c().await;
@@ -122,12 +127,15 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
             status.name,
             session.listen_addr()
         );
+        let log = tokio::spawn(tracker_lines::log_results(handle.watch_trackers()));
         let _ = tokio::signal::ctrl_c().await;
+        log.abort();
         let last = handle.status();
         eprintln!(
             "uploaded {} in this session",
             human_bytes(last.uploaded_bytes)
         );
+        tracker_lines::print_summary(&handle.trackers());
         session.shutdown().await;
         Ok(())
     })
@@ -249,21 +257,26 @@ fn dht_config(listen: SocketAddr, bootstrap: &[String]) -> DhtConfig {
     config
 }
 
-/// Shows progress until the torrent is complete; returns the final status.
+/// Shows progress until the torrent is complete; returns the final status. On a terminal each
+/// tracker gets a line under the bar; otherwise a progress line goes out every 10 s and a
+/// tracker line after each announce.
 async fn watch_progress(handle: &TorrentHandle, show: bool) -> TorrentStatus {
     let tty = show && std::io::stderr().is_terminal();
-    let bar = if tty {
-        ProgressBar::new(1)
+    let lines = MultiProgress::with_draw_target(if tty {
+        ProgressDrawTarget::stderr()
     } else {
-        ProgressBar::hidden()
-    };
+        ProgressDrawTarget::hidden()
+    });
+    let bar = lines.add(ProgressBar::new(1));
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    let mut trackers = TrackerLines::new(&lines, handle.watch_trackers(), tty);
     let mut rx = handle.watch_status();
     let mut last_line = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let status = rx.borrow_and_update().clone();
         bar.set_prefix(if status.state == TorrentState::Checking {
@@ -275,6 +288,7 @@ async fn watch_progress(handle: &TorrentHandle, show: bool) -> TorrentStatus {
         bar.set_position(status.wanted_bytes - status.left_bytes);
         bar.set_message(rate_line(&status));
         if status.is_complete() {
+            trackers.clear();
             bar.finish_and_clear();
             return status;
         }
@@ -288,9 +302,83 @@ async fn watch_progress(handle: &TorrentHandle, show: bool) -> TorrentStatus {
             );
             last_line = Instant::now();
         }
-        if rx.changed().await.is_err() {
-            bar.finish_and_clear();
-            return handle.status();
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() {
+                trackers.clear();
+                bar.finish_and_clear();
+                return handle.status();
+            },
+            _ = trackers.changed() => {}
+            _ = tick.tick() => trackers.redraw(),
+        }
+    }
+}
+
+/// The tracker lines of [`watch_progress`]: bars without a bar under the progress bar on a
+/// terminal, printed announce results otherwise.
+struct TrackerLines {
+    watch: shoal::tracker::TrackerWatch,
+    open: bool,
+    tty: bool,
+    list: Vec<shoal::api::TrackerInfo>,
+    shown: Vec<ProgressBar>,
+    results: tracker_lines::NewResults,
+    multi: MultiProgress,
+}
+
+impl TrackerLines {
+    fn new(multi: &MultiProgress, watch: shoal::tracker::TrackerWatch, tty: bool) -> Self {
+        let mut lines = TrackerLines {
+            list: watch.get(),
+            watch,
+            open: true,
+            tty,
+            shown: Vec::new(),
+            results: Default::default(),
+            multi: multi.clone(),
+        };
+        lines.redraw();
+        lines
+    }
+
+    /// Waits for a tracker change and shows it (forever once the announcer has ended).
+    async fn changed(&mut self) {
+        if !self.open {
+            return std::future::pending().await;
+        }
+        match self.watch.changed().await {
+            Some(list) => {
+                self.list = list;
+                self.redraw();
+            }
+            None => self.open = false,
+        }
+    }
+
+    fn redraw(&mut self) {
+        let now = tracker_lines::unix_now();
+        if !self.tty {
+            for t in self.results.take(&self.list) {
+                eprintln!("{}", tracker_lines::describe(t, now));
+            }
+            return;
+        }
+        while self.shown.len() < self.list.len() {
+            let line = self.multi.add(ProgressBar::new_spinner());
+            line.set_style(
+                ProgressStyle::with_template("  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            self.shown.push(line);
+        }
+        for (line, t) in self.shown.iter().zip(&self.list) {
+            line.set_message(tracker_lines::describe(t, now));
+        }
+    }
+
+    fn clear(&mut self) {
+        for line in self.shown.drain(..) {
+            line.finish_and_clear();
         }
     }
 }

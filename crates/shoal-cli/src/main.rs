@@ -8,6 +8,7 @@ mod cmd_daemon;
 mod cmd_demo;
 mod cmd_download;
 mod cmd_info;
+mod tracker_lines;
 mod units;
 
 use clap::{Parser, Subcommand};

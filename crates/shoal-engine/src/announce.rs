@@ -137,7 +137,8 @@ pub struct TrackerStatus {
     pub warning: Option<String>,
     pub consecutive_failures: u32,
     /// When it will be contacted next: set for the tracker the schedule will use next and for
-    /// trackers backing off (the end of the back-off); `None` for trackers on standby.
+    /// trackers backing off (the end of the back-off, or the next announce if later); `None`
+    /// for trackers on standby.
     pub next_announce: Option<Instant>,
     /// The clamped interval and min interval of its last reply.
     pub interval: Option<Duration>,
@@ -457,10 +458,11 @@ impl AnnounceSchedule {
                     _ if t.last_success.is_some() => TrackerState::Working,
                     _ => TrackerState::Idle,
                 };
+                // A tracker backing off is not contacted before the next announce is due.
                 let next_announce = if Some(i) == next_index {
                     next
                 } else {
-                    t.retry_at
+                    t.retry_at.map(|at| at.max(self.due()))
                 };
                 TrackerStatus {
                     key: TrackerKey(i),
@@ -664,6 +666,9 @@ mod tests {
         // The tracker that answered now comes first in its tier.
         assert_eq!(s.trackers()[0].url, second.url.as_str());
         assert_eq!(s.trackers()[0].state, TrackerState::Working);
+        // The failed tracker is not contacted before the next announce is due.
+        let failed = status(&s, first.url.as_str());
+        assert_eq!(failed.next_announce, Some(now + secs(600)));
         let third = s.poll_request(now + secs(600), totals()).unwrap();
         assert_eq!(
             (third.tracker, third.event),

@@ -130,7 +130,7 @@ fn schemas() -> Value {
             "piece_len": u64s,
             "files": { "type": "array", "items": { "type": "object", "properties": {
                 "index": u64s, "path": { "type": "string" }, "length": u64s, "done_bytes": u64s, "wanted": { "type": "boolean" }, "priority": { "type": "integer", "minimum": 1, "maximum": 7 } } } },
-            "trackers": { "type": "array", "items": { "type": "array", "items": { "type": "string" } } },
+            "trackers": { "type": "array", "description": "every tracker, in the order they are tried", "items": { "$ref": "#/components/schemas/Tracker" } },
             "peers": { "type": "array", "items": { "type": "object" } },
             "pieces": { "type": "string", "contentEncoding": "base64", "description": "bitfield of verified pieces" },
             "comment": { "type": ["string", "null"] }, "private": { "type": "boolean" }, "magnet": { "type": "string" }
@@ -153,6 +153,19 @@ fn schemas() -> Value {
             "current": { "$ref": "#/components/schemas/TransferTotals" } } },
         "TransferTotals": { "type": "object", "description": "cumulative: over every run of the daemon; current: this run", "properties": {
             "uploaded_bytes": u64s, "downloaded_bytes": u64s, "files_added": u64s, "session_count": u64s, "seconds_active": u64s } },
+        "Tracker": { "type": "object", "required": ["url", "tier", "status"], "properties": {
+            "url": { "type": "string" }, "tier": { "type": "integer", "minimum": 0, "description": "BEP 12 tier, from 0" },
+            "status": { "enum": ["idle", "announcing", "ok", "error"], "description": "idle: not contacted yet or on standby; error: see last_error" },
+            "last_announce": { "type": ["integer", "null"], "description": "Unix seconds when the last announce ended, well or not" },
+            "last_success": { "type": ["integer", "null"], "description": "Unix seconds of the last announce that worked" },
+            "last_peers": { "type": "integer", "minimum": 0, "description": "peers in the last reply" },
+            "seeders": { "type": ["integer", "null"], "description": "as the last reply counted them, when it said" },
+            "leechers": { "type": ["integer", "null"] },
+            "last_error": { "type": ["string", "null"], "description": "why the last announce failed: network error, time-out, or the tracker's failure reason" },
+            "warning": { "type": ["string", "null"], "description": "the tracker's warning message" },
+            "consecutive_failures": { "type": "integer", "minimum": 0 },
+            "next_announce": { "type": ["integer", "null"], "description": "Unix seconds of the next announce; null while on standby, announcing or stopped" },
+            "interval_secs": { "type": ["integer", "null"] }, "min_interval_secs": { "type": ["integer", "null"] } } },
         "MoveRequest": { "type": "object", "required": ["download_dir"], "properties": { "download_dir": { "type": "string" }, "move_data": { "type": "boolean", "default": true } } }
     })
 }

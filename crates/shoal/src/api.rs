@@ -132,3 +132,77 @@ pub struct TorrentInspection {
     pub pieces: Vec<bool>,
     pub peers: Vec<PeerSummary>,
 }
+
+/// What a tracker is doing, for front ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackerAnnounceState {
+    /// Not contacted yet, or on standby while another tracker of its tier is in use.
+    Idle,
+    /// An announce is out.
+    Announcing,
+    /// Its last announce worked.
+    Ok,
+    /// Its last announce failed, or its URL cannot be used (see `last_error`).
+    Error,
+}
+
+/// One tracker of a torrent, as front ends show it. Times are seconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerInfo {
+    pub url: String,
+    /// Its tier (BEP 12), from 0.
+    pub tier: usize,
+    pub status: TrackerAnnounceState,
+    /// When its last announce ended, well or not; `None`: never contacted.
+    pub last_announce: Option<u64>,
+    /// When its last announce worked.
+    pub last_success: Option<u64>,
+    /// Peers in its last reply.
+    pub last_peers: usize,
+    /// Seeders and leechers as its last reply counted them, when it said.
+    pub seeders: Option<u32>,
+    pub leechers: Option<u32>,
+    /// Why its last announce failed: a network error, a time-out, or the tracker's own
+    /// `failure reason`; cleared by the next success.
+    pub last_error: Option<String>,
+    /// The tracker's `warning message` from its last reply.
+    pub warning: Option<String>,
+    pub consecutive_failures: u32,
+    /// When it will be announced to next; `None` while on standby, announcing or stopped.
+    pub next_announce: Option<u64>,
+    /// The interval and min interval it asked for (clamped), in seconds.
+    pub interval_secs: Option<u64>,
+    pub min_interval_secs: Option<u64>,
+}
+
+impl TrackerInfo {
+    /// Trackers not contacted (yet): every URL of `tiers` as `idle`, in order, tiers from 0.
+    pub fn listed(tiers: &[Vec<String>]) -> Vec<TrackerInfo> {
+        tiers
+            .iter()
+            .filter(|urls| !urls.is_empty())
+            .enumerate()
+            .flat_map(|(tier, urls)| urls.iter().map(move |url| TrackerInfo::idle(url, tier)))
+            .collect()
+    }
+
+    fn idle(url: &str, tier: usize) -> TrackerInfo {
+        TrackerInfo {
+            url: url.to_owned(),
+            tier,
+            status: TrackerAnnounceState::Idle,
+            last_announce: None,
+            last_success: None,
+            last_peers: 0,
+            seeders: None,
+            leechers: None,
+            last_error: None,
+            warning: None,
+            consecutive_failures: 0,
+            next_announce: None,
+            interval_secs: None,
+            min_interval_secs: None,
+        }
+    }
+}

@@ -5,13 +5,15 @@
 //! names trackers, looks the torrent up on the DHT every [`DHT_LOOKUP_EVERY`] and announces our
 //! port there (public torrents only: a private torrent's `PublicInfoHash` cannot be made), and
 //! forwards every address it learns to the torrent task, which decides whom to connect to. It
-//! tells the trackers `completed` when the torrent completes and `stopped` when it stops.
+//! tells the trackers `completed` when the torrent completes and `stopped` when it stops, and
+//! how many peers it has (a torrent short of peers announces sooner). Every tracker's status is
+//! readable through [`DiscoveryHandle::trackers`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_engine::announce::{AnnounceConfig, TransferTotals};
+use shoal_engine::announce::{AnnounceConfig, AnnounceSchedule, TransferTotals};
 use shoal_engine::torrent::{PeerSource, TorrentEvent};
 use shoal_proto::{InfoHash, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -21,7 +23,9 @@ use tracing::Instrument;
 use crate::api::TorrentStatus;
 use crate::dht::{DhtHandle, PublicInfoHash};
 use crate::torrent_task::TorrentCommand;
-use crate::tracker::{run_announcer, AnnouncerCommand, TorrentIdentity, TrackerClient};
+use crate::tracker::{
+    run_announcer, AnnouncerCommand, AnnouncerHandle, TorrentIdentity, TrackerClient, TrackerWatch,
+};
 
 /// How often the DHT is asked for a torrent's peers (and our port announced).
 pub const DHT_LOOKUP_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -48,9 +52,15 @@ pub(crate) struct DiscoveryParams {
 #[derive(Debug, Clone)]
 pub(crate) struct DiscoveryHandle {
     stop: mpsc::Sender<oneshot::Sender<()>>,
+    trackers: TrackerWatch,
 }
 
 impl DiscoveryHandle {
+    /// Every tracker's status (empty when the torrent announces to none).
+    pub(crate) fn trackers(&self) -> TrackerWatch {
+        self.trackers.clone()
+    }
+
     pub(crate) async fn stop(&self) {
         let (tx, rx) = oneshot::channel();
         if self.stop.send(tx).await.is_ok() {
@@ -63,19 +73,25 @@ impl DiscoveryHandle {
 pub(crate) fn start(params: DiscoveryParams, cancel: CancellationToken) -> DiscoveryHandle {
     let (stop, stop_rx) = mpsc::channel(1);
     let span = tracing::info_span!("discovery", torrent = %&params.info_hash.to_hex()[..8]);
-    tokio::spawn(run(params, stop_rx, cancel).instrument(span));
-    DiscoveryHandle { stop }
+    let (peers_tx, peers_rx) = mpsc::channel::<Vec<SocketAddr>>(16);
+    let announcer = span.in_scope(|| start_announcer(&params, peers_tx, &cancel));
+    let trackers = match &announcer {
+        Some(announcer) => TrackerWatch::new(announcer.status.clone()),
+        None => TrackerWatch::new(watch::channel(Vec::new()).1),
+    };
+    tokio::spawn(run(params, announcer, peers_rx, stop_rx, cancel).instrument(span));
+    DiscoveryHandle { stop, trackers }
 }
 
-async fn run(
-    p: DiscoveryParams,
-    mut stop: mpsc::Receiver<oneshot::Sender<()>>,
-    cancel: CancellationToken,
-) {
-    let (peers_tx, mut peers_rx) = mpsc::channel::<Vec<SocketAddr>>(16);
-    let announcer = match (&p.tracker_client, p.trackers.iter().any(|t| !t.is_empty())) {
+/// The tracker announcer, when the torrent names trackers and the session has a client.
+fn start_announcer(
+    p: &DiscoveryParams,
+    peers_tx: mpsc::Sender<Vec<SocketAddr>>,
+    cancel: &CancellationToken,
+) -> Option<AnnouncerHandle> {
+    match (&p.tracker_client, p.trackers.iter().any(|t| !t.is_empty())) {
         (Some(client), true) => {
-            let schedule = shoal_engine::announce::AnnounceSchedule::new(
+            let schedule = AnnounceSchedule::new(
                 now(),
                 &p.trackers,
                 AnnounceConfig::default(),
@@ -101,20 +117,33 @@ async fn run(
                 Arc::clone(client),
                 identity,
                 totals,
-                peers_tx.clone(),
+                peers_tx,
                 cancel.child_token(),
             ))
         }
         _ => None,
-    };
+    }
+}
+
+async fn run(
+    p: DiscoveryParams,
+    announcer: Option<AnnouncerHandle>,
+    mut peers_rx: mpsc::Receiver<Vec<SocketAddr>>,
+    mut stop: mpsc::Receiver<oneshot::Sender<()>>,
+    cancel: CancellationToken,
+) {
     let public = PublicInfoHash::new(p.info_hash, p.private);
     let dht = p.dht.clone().zip(public);
     let (dht_tx, mut dht_rx) = mpsc::channel::<Vec<SocketAddr>>(16);
     if let Some((dht, hash)) = dht {
         tokio::spawn(dht_loop(dht, hash, p.port, dht_tx, cancel.child_token()).in_current_span());
     }
-    drop(peers_tx);
     let mut events = p.events;
+    let mut status = p.status.clone();
+    // Tell the announcer the swarm's state at once, then on every change.
+    status.mark_changed();
+    let mut status_open = announcer.is_some();
+    let mut swarm = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -141,6 +170,19 @@ async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
                 _ => {}
             },
+            changed = status.changed(), if status_open => {
+                status_open = changed.is_ok();
+                let now = {
+                    let s = status.borrow_and_update();
+                    (s.peers, s.is_complete())
+                };
+                if let (Some(announcer), true) = (&announcer, swarm != Some(now)) {
+                    swarm = Some(now);
+                    let (connected, complete) = now;
+                    let command = AnnouncerCommand::Swarm { connected, complete };
+                    let _ = announcer.commands.send(command).await;
+                }
+            }
         }
     }
 }

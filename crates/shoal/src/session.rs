@@ -624,6 +624,18 @@ impl TorrentHandle {
         }
     }
 
+    /// Every tracker's status, in the order they are tried (empty for a torrent without
+    /// trackers).
+    pub fn trackers(&self) -> Vec<crate::api::TrackerInfo> {
+        self.discovery.trackers().get()
+    }
+
+    /// The trackers' status, with a way to wait for each change (an announce sent, answered
+    /// or failed).
+    pub fn watch_trackers(&self) -> crate::tracker::TrackerWatch {
+        self.discovery.trackers()
+    }
+
     /// The piece map and the connected peers; `None` once the task has ended.
     pub async fn inspect(&self) -> Option<crate::api::TorrentInspection> {
         let (tx, rx) = oneshot::channel();

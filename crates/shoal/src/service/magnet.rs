@@ -272,7 +272,10 @@ pub(super) fn detail(t: &StoredTorrent, fetching: Option<&Fetching>) -> TorrentD
         .magnet
         .as_deref()
         .and_then(|link| Magnet::parse(link).ok())
-        .map(|m| m.trackers.into_iter().map(|tr| vec![tr]).collect())
+        .map(|m| {
+            let tiers: Vec<Vec<String>> = m.trackers.into_iter().map(|tr| vec![tr]).collect();
+            crate::api::TrackerInfo::listed(&tiers)
+        })
         .unwrap_or_default();
     TorrentDetail {
         torrent: view(t, fetching),

@@ -322,11 +322,18 @@ impl Service {
             }
         };
         let torrent = self.view(&stored, &meta);
-        let inspection = match self.handle_of(&stored) {
-            Some(handle) => handle.inspect().await.unwrap_or_default(),
+        let (inspection, trackers) = match self.handle_of(&stored) {
+            Some(handle) => (
+                handle.inspect().await.unwrap_or_default(),
+                handle.trackers(),
+            ),
             None => Default::default(),
         };
-        Ok(ops::detail(torrent, &stored, &meta, inspection))
+        let mut detail = ops::detail(torrent, &stored, &meta, inspection);
+        if !trackers.is_empty() {
+            detail.trackers = trackers;
+        }
+        Ok(detail)
     }
 
     /// The session settings and facts.

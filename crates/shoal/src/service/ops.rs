@@ -478,7 +478,7 @@ pub(super) fn detail(
         torrent,
         piece_len: meta.info.piece_len(),
         files,
-        trackers: meta.trackers.clone(),
+        trackers: crate::api::TrackerInfo::listed(&meta.trackers),
         peers: inspection.peers,
         pieces: BASE64.encode(&bits),
         comment: meta.comment.clone(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{PeerSummary, TorrentState};
+use crate::api::{PeerSummary, TorrentState, TrackerInfo};
 
 /// Where a new torrent comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,8 +88,9 @@ pub struct TorrentDetail {
     pub torrent: TorrentView,
     pub piece_len: u32,
     pub files: Vec<FileView>,
-    /// Tracker tiers from the metainfo.
-    pub trackers: Vec<Vec<String>>,
+    /// Every tracker with its announce status (`idle` for all while the torrent is not
+    /// running).
+    pub trackers: Vec<TrackerInfo>,
     pub peers: Vec<PeerSummary>,
     /// The verified pieces as a bitfield (first piece in the high bit of the first byte), base64.
     pub pieces: String,

@@ -44,6 +44,9 @@ pub enum AnnouncerCommand {
     AnnounceNow,
     /// Send `stopped` to the trackers and end the task.
     Stop,
+    /// How the torrent is doing: a torrent short of peers announces sooner (see
+    /// [`AnnounceSchedule::handle_swarm`]).
+    Swarm { connected: usize, complete: bool },
 }
 
 /// The running announcer: send commands, read tracker status, await the end.
@@ -126,7 +129,12 @@ impl Driver {
                     in_flight = Some(self.perform(request));
                 }
             }
-            self.status_tx.send_replace(self.schedule.trackers());
+            let trackers = self.schedule.trackers();
+            self.status_tx.send_if_modified(|old| {
+                let changed = *old != trackers;
+                *old = trackers;
+                changed
+            });
             if self.schedule.is_stopped() {
                 info!("left the swarm");
                 return;
@@ -163,6 +171,10 @@ impl Driver {
             AnnouncerCommand::Completed => self.schedule.handle_completed(now),
             AnnouncerCommand::AnnounceNow => self.schedule.handle_announce_now(now),
             AnnouncerCommand::Stop => self.schedule.handle_stop(now),
+            AnnouncerCommand::Swarm {
+                connected,
+                complete,
+            } => self.schedule.handle_swarm(connected, complete),
         }
     }
 

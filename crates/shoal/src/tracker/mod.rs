@@ -3,7 +3,8 @@
 //! Data flows like this: a torrent's [`shoal_engine::announce::AnnounceSchedule`] decides when and
 //! where to announce; [`run_announcer`] (one task per torrent) takes its requests, performs them
 //! through a [`TrackerClient`] shared by the whole session, feeds replies and failures back, sends
-//! the peers it learns down a channel, and publishes every tracker's status for the user.
+//! the peers it learns down a channel, and publishes every tracker's status for the user
+//! (read by front ends through [`TrackerWatch`]).
 //!
 //! Guarantees, whatever a tracker does: an HTTP reply body is read as a stream and cut off past
 //! [`TrackerConfig::max_body_bytes`]; at most [`TrackerConfig::max_redirects`] redirects are
@@ -15,6 +16,7 @@
 
 mod announcer;
 mod http;
+mod status;
 mod udp;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use shoal_proto::InfoHash;
 use tokio::sync::OnceCell;
 
 pub use announcer::{run_announcer, AnnouncerCommand, AnnouncerHandle, TorrentIdentity};
+pub use status::TrackerWatch;
 
 /// Tunables with documented defaults.
 #[derive(Clone, Debug)]

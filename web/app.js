@@ -174,6 +174,7 @@ class Row {
 
   update(t) {
     this.t = t;
+    if (this.v.name !== t.name) this.lowerName = t.name.toLowerCase();
     this.set("name", this.name, t.name);
     this.set("size", this.size, t.state === "fetching_metadata" && !t.total_bytes ? "?" : fmtBytes(t.total_bytes));
     const width = pct(barShare(t));
@@ -185,14 +186,19 @@ class Row {
     this.set("peers", this.peers, String(t.peers));
     this.set("eta", this.eta, eta(t));
     this.set("toggle", this.toggle, t.state === "paused" ? "Resume" : "Pause");
-    if (this.v.cls !== t.state) { this.v.cls = t.state; this.tr.className = t.state; this.toggle.disabled = false; }
+    if (this.v.cls !== t.state) {
+      if (this.v.cls) this.tr.classList.remove(this.v.cls);
+      this.tr.classList.add(t.state);
+      this.v.cls = t.state;
+      this.toggle.disabled = false;
+    }
     const title = t.error ? "error: " + t.error : "";
     if (this.v.title !== title) { this.v.title = title; this.state.title = title; }
     this.applyFilter();
   }
 
   applyFilter() {
-    const hidden = ui.filter !== "" && !this.t.name.toLowerCase().includes(ui.filter);
+    const hidden = ui.filter !== "" && !this.lowerName.includes(ui.filter);
     if (this.tr.hidden !== hidden) this.tr.hidden = hidden;
   }
 }

@@ -1,5 +1,6 @@
 """Drives a shoal daemon with the transmission-rpc library: add, list, stop, start, change wanted
-files, remove with data. Usage: trpc_flow.py PORT TORRENT_FILE DOWNLOAD_DIR. Prints 'flow ok'."""
+files, session totals, a magnet link waiting for its metadata, remove with data.
+Usage: trpc_flow.py PORT TORRENT_FILE DOWNLOAD_DIR. Prints 'flow ok'."""
 import sys
 import time
 
@@ -28,6 +29,17 @@ assert files[0].priority == 1, files  # high
 
 stats = c.session_stats()
 assert stats.torrent_count == 1, stats
+assert stats.current_stats.files_added == 1, stats.current_stats.fields
+assert stats.current_stats.session_count == 1, stats.current_stats.fields
+assert stats.cumulative_stats.session_count >= 1, stats.cumulative_stats.fields
+
+# A magnet link no peer serves yet: listed at once, named from dn, metadata not there yet.
+link = "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=waiting-for-metadata"
+m = c.add_torrent(link)
+t = c.get_torrent(m.id)
+assert t.name == "waiting-for-metadata", t.name
+assert t.metadata_percent_complete < 1.0, t.metadata_percent_complete
+c.remove_torrent(m.id)
 
 c.remove_torrent(tid, delete_data=True)
 for _ in range(20):

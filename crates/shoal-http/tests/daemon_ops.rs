@@ -480,3 +480,63 @@ async fn session_stats_keep_their_totals_across_a_restart() {
     assert_eq!(current["filesAdded"], 0, "{second}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_another_file_system_copies_and_keeps_the_torrent_complete() {
+    use std::os::unix::fs::MetadataExt;
+    let root = tempfile::tempdir().unwrap();
+    let Ok(other_fs) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("skipping: no /dev/shm");
+        return;
+    };
+    let device = |p: &Path| std::fs::metadata(p).unwrap().dev();
+    if device(root.path()) == device(other_fs.path()) {
+        eprintln!("skipping: /dev/shm is on the same file system as the temporary folder");
+        return;
+    }
+    let fx = common::fixture(root.path(), "cross-fs", &[20 * PIECE as usize, 777], PIECE);
+    let (seed, seed_handle) = common::seed(root.path(), &fx).await;
+    seed_handle.wait_complete().await;
+    // The daemon may write under its download folder and under the other file system.
+    let mut config = common::daemon_config(root.path());
+    config.download_roots = vec![root.path().join("downloads"), other_fs.path().to_path_buf()];
+    let daemon = shoal_http::daemon::Daemon::start(config.clone())
+        .await
+        .unwrap();
+    let add = AddRequest {
+        source: AddSource::Metainfo(fx.metainfo.clone()),
+        download_dir: None,
+        paused: false,
+        unwanted_files: vec![],
+    };
+    let view = daemon.service().add(add).await.unwrap();
+    wait_for(
+        &daemon,
+        &hash_of(&fx),
+        Some(&seed_handle),
+        "download",
+        |v| v.left_bytes == 0,
+    )
+    .await;
+    seed.shutdown().await;
+
+    let key = shoal::service::TorrentRef::Id(view.id);
+    let target = other_fs.path().join("moved");
+    daemon
+        .service()
+        .move_storage(key, &target, true)
+        .await
+        .unwrap();
+    assert_same_files(&fx, &target);
+    assert!(!root.path().join("downloads/cross-fs").exists());
+    let moved = daemon.service().list()[0].clone();
+    assert_eq!(moved.left_bytes, 0, "{moved:?}");
+    assert_eq!(moved.downloaded_bytes, 0, "{moved:?}");
+    // A restart finds it complete at the new place.
+    daemon.stop().await;
+    let daemon = shoal_http::daemon::Daemon::start(config).await.unwrap();
+    let back = daemon.service().list()[0].clone();
+    assert_eq!(back.download_dir, target);
+    assert_eq!(back.left_bytes, 0, "{back:?}");
+    daemon.stop().await;
+}

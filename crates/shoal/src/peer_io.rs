@@ -121,9 +121,12 @@ async fn read_loop(
             Ok(0) => break None,
             Ok(n) => {
                 // Rate limit hook (download): wait for tokens before handing the bytes on.
+                // Biased, tokens first: when they are there at once (always, unlimited), the
+                // cancellation token is never polled, so it registers no waiter.
                 tokio::select! {
-                    _ = cancel.cancelled() => return,
+                    biased;
                     _ = limit.acquire(n) => {}
+                    _ = cancel.cancelled() => return,
                 }
                 let data = buf.split().freeze();
                 if events.send(PeerIoEvent::Data { peer, data }).await.is_err() {

@@ -6,9 +6,8 @@
 //! - shoal fetches the metadata and then the content from a libtorrent seeder that announced
 //!   itself to a libtorrent DHT node.
 //! - libtorrent fetches a magnet from a shoal seeder that announced itself to libtorrent DHT
-//!   nodes. The DHT is libtorrent nodes only because `mainline` (shoal's DHT) drops KRPC
-//!   queries whose transaction id is not 4 bytes and libtorrent sends 2-byte ones, so a
-//!   libtorrent node cannot use shoal nodes as servers; shoal's queries to libtorrent work.
+//!   nodes. (Mixed networks where libtorrent queries shoal nodes are covered by
+//!   `crates/shoal/tests/dht_libtorrent.rs`.)
 //!
 //! Each download is compared byte for byte with the source.
 

@@ -11,7 +11,7 @@ use shoal::dht::PublicInfoHash;
 use shoal_proto::InfoHash;
 use tokio::net::UdpSocket;
 
-/// A `ping` query. `mainline` only parses 4-byte transaction ids, so the probe uses 4.
+/// A `ping` query with a 4-byte transaction id (2-byte ids are covered by `dht_libtorrent`).
 fn ping(tid: &[u8; 4]) -> Vec<u8> {
     let mut out = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t4:".to_vec();
     out.extend_from_slice(tid);

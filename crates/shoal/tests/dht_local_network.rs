@@ -28,7 +28,6 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_local_nodes_find_an_announced_peer() {
-    let counter = dht_support::MessageCounter::install();
     let started = Instant::now();
     let nodes = dht_support::local_network(NODES).await;
     let built = started.elapsed();
@@ -47,7 +46,7 @@ async fn fifty_local_nodes_find_an_announced_peer() {
         if index == announcer {
             continue;
         }
-        let (sent_before, requests_before) = counter.snapshot();
+        let (sent_before, requests_before) = dht_support::datagrams_sent(&nodes).await;
         let begin = Instant::now();
         let mut lookup = node.get_peers(info_hash);
         let mut first_find = None;
@@ -64,7 +63,7 @@ async fn fifty_local_nodes_find_an_announced_peer() {
             }
         }
         let complete = begin.elapsed();
-        let (sent_after, requests_after) = counter.snapshot();
+        let (sent_after, requests_after) = dht_support::datagrams_sent(&nodes).await;
         let first_find =
             first_find.unwrap_or_else(|| panic!("node {index} did not find the announced peer"));
         lookups.push(Lookup {
@@ -124,7 +123,7 @@ async fn fifty_local_nodes_find_an_announced_peer() {
         stats.routing_table_nodes > 0 && stats.server_mode,
         "{stats:?}"
     );
-    assert_eq!(stats.messages_sent, None);
+    assert!(stats.messages_sent.unwrap() > 0, "{stats:?}");
     for node in nodes {
         node.shutdown();
     }

@@ -1,43 +1,42 @@
 //! The Mainline DHT (BEP 5): finding peers for a torrent without a tracker, and telling the DHT
 //! that we have one.
 //!
-//! **Built on the `mainline` crate**, wrapped in our own [`DhtHandle`]. Why not our own sans-IO
-//! node: `mainline` is a maintained, complete BEP 5 node (iterative lookups, tokens, routing
-//! table upkeep, BEP 42 ids, adaptive server mode) that interoperates with libtorrent (tested
-//! in `tests/dht_libtorrent.rs`); writing and hardening one ourselves is weeks of work for no gain
-//! the user would see. What we give up: `mainline` owns its UDP socket and runs one blocking
-//! actor thread per node (waking every 50 ms), is IPv4 only, and does not count messages
-//! (`DhtStats` says so with `None`). Everything `mainline` is confined to this module: the rest
-//! of shoal sees only the types here, so the node can be swapped later.
+//! **shoal runs its own node.** The logic is the sans-IO [`shoal_engine::dht::DhtNode`] over the
+//! KRPC codec in [`shoal_proto::dht`]; this module is its tokio driver (`driver.rs`) behind
+//! [`DhtHandle`]. shoal used the `mainline` crate until it was found (8.0.1, the newest release)
+//! to parse KRPC transaction ids as exactly 4 bytes and silently drop every other message:
+//! libtorrent sends 2-byte ids, so libtorrent nodes could never use a shoal node
+//! (`tests/dht_libtorrent.rs`). Our codec keeps ids of 1 to 16 bytes and echoes them exactly.
+//! Scope: IPv4 only, no BEP 42 node-id restrictions, no BEP 44 storage.
 //!
 //! Data flow: [`DhtHandle::start`] resolves the bootstrap names (off the async threads), binds
-//! the socket and bootstraps from saved nodes first, then the configured routers.
-//! [`DhtHandle::get_peers`] runs one iterative lookup and hands out each distinct peer once on a
-//! bounded channel ([`PeerLookup`]); [`DhtHandle::announce`] stores our listen port on the nodes
-//! closest to the infohash. [`DhtHandle::save_routing_table`] lists good nodes, which
-//! [`save_nodes`] persists atomically for the next start.
+//! the UDP socket, starts the driver task and bootstraps from saved nodes and the configured
+//! routers. [`DhtHandle::get_peers`] runs one iterative lookup and hands out each distinct peer
+//! once ([`PeerLookup`]); [`DhtHandle::announce`] stores our listen port on the nodes closest to
+//! the infohash. [`DhtHandle::save_routing_table`] lists live nodes, which [`save_nodes`]
+//! persists atomically for the next start.
 //!
 //! Guarantees: private torrents never reach the DHT: lookups and announces take a
 //! [`PublicInfoHash`], made only by [`PublicInfoHash::new`] from a torrent that is not private.
-//! Every failure is a typed [`DhtError`]; a dead node thread becomes [`DhtError::NodeStopped`],
-//! not a panic. Memory per lookup is bounded by [`LOOKUP_CHANNEL_CAPACITY`] and
-//! [`MAX_PEERS_PER_LOOKUP`]. Tests pass loopback bootstrap nodes explicitly and never use
-//! [`DEFAULT_BOOTSTRAP_NODES`].
+//! Every failure is a typed [`DhtError`]; a stopped driver becomes [`DhtError::NodeStopped`].
+//! Memory is bounded: the node caps its table, requests, lookups and stored peers, and a lookup
+//! hands out at most [`MAX_PEERS_PER_LOOKUP`] peers. Tests pass loopback bootstrap nodes
+//! explicitly and never use [`DEFAULT_BOOTSTRAP_NODES`].
 
+mod driver;
 mod nodes_file;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mainline::async_dht::AsyncDht;
+use shoal_engine::dht::{DhtNode, NodeConfig};
 use shoal_proto::InfoHash;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use driver::Command;
 pub use nodes_file::{load_nodes, save_nodes, NodesFileError, MAX_NODES_FILE_LEN, MAX_SAVED_NODES};
 
 /// The well-known public routers a fresh node bootstraps from (resolved at start).
@@ -47,10 +46,15 @@ pub const DEFAULT_BOOTSTRAP_NODES: [&str; 4] = [
     "router.utorrent.com:6881",
     "dht.libtorrent.org:25401",
 ];
-/// Peers buffered between a lookup and its reader; the lookup waits when the reader lags.
-pub const LOOKUP_CHANNEL_CAPACITY: usize = 256;
-/// Most distinct peers one lookup hands out (and remembers for de-duplication).
+/// Most distinct peers one lookup hands out.
 pub const MAX_PEERS_PER_LOOKUP: usize = 2_000;
+/// Peers a lookup can hold for a slow reader: all of them, so the node never waits on a reader
+/// (memory per lookup stays bounded by [`MAX_PEERS_PER_LOOKUP`]).
+pub const LOOKUP_CHANNEL_CAPACITY: usize = MAX_PEERS_PER_LOOKUP;
+/// How long to wait for one node's reply by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Requests from handles queued for the driver.
+const COMMAND_QUEUE: usize = 256;
 
 /// How to run the DHT node. `Default` is a real node on `0.0.0.0:6881` bootstrapping from
 /// [`DEFAULT_BOOTSTRAP_NODES`]; tests use [`DhtConfig::loopback`].
@@ -62,13 +66,14 @@ pub struct DhtConfig {
     pub bootstrap: Vec<String>,
     /// Nodes saved by a previous run ([`load_nodes`]); tried before `bootstrap`.
     pub saved_nodes: Vec<SocketAddrV4>,
-    /// Answer queries and join other nodes' routing tables from the start. `false` (default)
-    /// starts read-only and lets the node switch to server mode once it sees it is reachable.
-    /// Local test networks and interop tests need `true`.
+    /// Ask other nodes to add us to their routing tables. `false` (default) marks our queries
+    /// read-only (BEP 43), right for a node that may sit behind NAT; the node answers queries
+    /// that reach it either way. Local test networks and interop tests use `true`.
     pub server_mode: bool,
     /// How long to wait for one node's reply before giving up on it.
     pub request_timeout: Duration,
-    /// Our public IPv4 address if known, to derive a BEP 42 node id from it.
+    /// Our public IPv4 address if known. Kept for configuration compatibility; the node does
+    /// not derive a BEP 42 id from it.
     pub public_ip: Option<Ipv4Addr>,
 }
 
@@ -82,7 +87,7 @@ impl Default for DhtConfig {
                 .collect(),
             saved_nodes: Vec::new(),
             server_mode: false,
-            request_timeout: mainline::DEFAULT_REQUEST_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             public_ip: None,
         }
     }
@@ -115,10 +120,6 @@ impl PublicInfoHash {
     pub fn info_hash(&self) -> InfoHash {
         self.0
     }
-
-    fn id(&self) -> mainline::Id {
-        mainline::Id::from(self.0 .0)
-    }
 }
 
 /// What went wrong on the DHT.
@@ -146,23 +147,27 @@ pub struct DhtStats {
     pub local_addr: SocketAddrV4,
     /// Our node id, hex.
     pub node_id: String,
-    /// Good nodes in the routing table.
+    /// Nodes in the routing table.
     pub routing_table_nodes: usize,
-    /// Whether the node answers queries (server mode) or is read-only.
+    /// Whether other nodes are asked to add us (see [`DhtConfig::server_mode`]).
     pub server_mode: bool,
-    /// Estimated number of nodes in the whole DHT.
+    /// Estimated number of nodes in the whole DHT (0 while the table is small).
     pub dht_size_estimate: usize,
-    /// Messages sent and received: `None`, the `mainline` crate does not count them.
+    /// Datagrams sent and received since the start.
     pub messages_sent: Option<u64>,
     pub messages_received: Option<u64>,
+    /// Of `messages_sent`, the queries (the rest are replies).
+    pub queries_sent: Option<u64>,
 }
 
-/// A running DHT node. Dropping it (or [`DhtHandle::shutdown`]) stops the node: its thread
-/// exits within about 50 ms and the socket closes.
+/// A running DHT node. Dropping it (or [`DhtHandle::shutdown`]) stops the driver task and
+/// closes the socket.
 #[derive(Debug)]
 pub struct DhtHandle {
-    node: AsyncDht,
+    commands: mpsc::Sender<Command>,
     local_addr: SocketAddrV4,
+    node_id: String,
+    server_mode: bool,
     cancel: CancellationToken,
 }
 
@@ -171,19 +176,38 @@ impl DhtHandle {
     /// background. Fails if the socket cannot be bound, or if bootstrap names were given and
     /// saved nodes were not, yet none resolved.
     pub async fn start(config: DhtConfig) -> Result<DhtHandle, DhtError> {
-        let bind = config.bind;
-        let node = tokio::task::spawn_blocking(move || start_blocking(config))
+        let resolve = config.clone();
+        let seeds = tokio::task::spawn_blocking(move || bootstrap_addrs(&resolve))
             .await
             .map_err(|_| DhtError::NodeStopped)??;
-        let mut handle = DhtHandle {
-            node,
-            local_addr: bind,
-            cancel: CancellationToken::new(),
+        let bind = config.bind;
+        let bind_err = |source| DhtError::Bind { bind, source };
+        let socket = tokio::net::UdpSocket::bind(bind).await.map_err(bind_err)?;
+        let local_addr = match socket.local_addr().map_err(bind_err)? {
+            SocketAddr::V4(v4) => v4,
+            SocketAddr::V6(_) => bind,
         };
-        let stats = handle.stats().await?;
-        tracing::info!(addr = %stats.local_addr, id = %stats.node_id, "DHT node started");
-        handle.local_addr = stats.local_addr;
-        Ok(handle)
+        let node_config = NodeConfig {
+            seed: rand::random(),
+            read_only: !config.server_mode,
+            request_timeout: config.request_timeout,
+        };
+        let mut node = DhtNode::new(node_config, Instant::now());
+        let node_id = node.id().to_hex();
+        node.bootstrap(Instant::now(), &seeds);
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let cancel = CancellationToken::new();
+        let span = tracing::info_span!("dht", addr = %local_addr);
+        let task = driver::run(node, socket, receiver, cancel.clone()).instrument(span);
+        tokio::spawn(task);
+        tracing::info!(addr = %local_addr, id = %node_id, "DHT node started");
+        Ok(DhtHandle {
+            commands,
+            local_addr,
+            node_id,
+            server_mode: config.server_mode,
+            cancel,
+        })
     }
 
     /// The UDP address the node listens on (with the real port when port 0 was asked for).
@@ -193,65 +217,69 @@ impl DhtHandle {
 
     /// Waits for the first bootstrap to finish; `true` if it found any node.
     pub async fn bootstrapped(&self) -> Result<bool, DhtError> {
-        self.call(|node| async move { node.bootstrapped().await })
-            .await
+        self.ask(|reply| Command::Bootstrapped { reply }).await
     }
 
     /// Starts an iterative `get_peers` lookup. Each distinct peer comes out once; the lookup
     /// ends (the reader sees `None`) when the query is done, after [`MAX_PEERS_PER_LOOKUP`]
     /// peers, on shutdown, or when the [`PeerLookup`] is dropped.
     pub fn get_peers(&self, info_hash: PublicInfoHash) -> PeerLookup {
-        let (tx, rx) = mpsc::channel(LOOKUP_CHANNEL_CAPACITY);
-        let node = self.node.clone();
-        let cancel = self.cancel.child_token();
-        let span = tracing::debug_span!("dht_lookup", info_hash = %info_hash.info_hash());
-        tokio::spawn(
-            async move {
-                tokio::select! {
-                    () = cancel.cancelled() => {}
-                    () = forward_peers(node, info_hash, tx) => {}
-                }
+        let (peers, rx) = mpsc::channel(LOOKUP_CHANNEL_CAPACITY);
+        let command = Command::GetPeers {
+            info_hash: info_hash.info_hash().0,
+            peers,
+        };
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            // A busy driver: queue the lookup from a task rather than wait here.
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                let commands = self.commands.clone();
+                tokio::spawn(async move { commands.send(command).await });
             }
-            .instrument(span),
-        );
+            // A stopped node: the lookup ends at once, empty.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
         PeerLookup { rx }
     }
 
     /// Announces that we serve `info_hash` on TCP `port`, to the nodes closest to it.
     pub async fn announce(&self, info_hash: PublicInfoHash, port: u16) -> Result<(), DhtError> {
-        let id = info_hash.id();
-        let result = self.call(move |node| async move { node.announce_peer(id, Some(port)).await });
-        match result.await? {
-            Ok(_) => Ok(()),
-            Err(error) => Err(DhtError::Announce {
-                info_hash: info_hash.info_hash(),
-                reason: error.to_string(),
-            }),
+        let hash = info_hash.info_hash();
+        let stored = self
+            .ask(|stored| Command::Announce {
+                info_hash: hash.0,
+                port,
+                stored,
+            })
+            .await?;
+        if stored == 0 {
+            return Err(DhtError::Announce {
+                info_hash: hash,
+                reason: "no DHT node accepted the announce".to_owned(),
+            });
         }
+        tracing::debug!(info_hash = %hash, nodes = stored, "announced on the DHT");
+        Ok(())
     }
 
-    /// Good nodes of the routing table, to save with [`save_nodes`] and pass back as
+    /// Live nodes of the routing table, to save with [`save_nodes`] and pass back as
     /// [`DhtConfig::saved_nodes`] next time.
     pub async fn save_routing_table(&self) -> Result<Vec<SocketAddrV4>, DhtError> {
-        let nodes = self
-            .call(|node| async move { node.to_bootstrap().await })
-            .await?;
-        Ok(nodes.iter().filter_map(|node| node.parse().ok()).collect())
+        self.ask(|reply| Command::LiveNodes { reply }).await
     }
 
     /// Current node statistics.
     pub async fn stats(&self) -> Result<DhtStats, DhtError> {
-        let (info, table) = self
-            .call(|node| async move { (node.info().await, node.to_bootstrap().await.len()) })
-            .await?;
+        let snapshot = self.ask(|reply| Command::Stats { reply }).await?;
         Ok(DhtStats {
-            local_addr: info.local_addr(),
-            node_id: info.id().to_string(),
-            routing_table_nodes: table,
-            server_mode: info.server_mode(),
-            dht_size_estimate: info.dht_size_estimate().0,
-            messages_sent: None,
-            messages_received: None,
+            local_addr: self.local_addr,
+            node_id: self.node_id.clone(),
+            routing_table_nodes: snapshot.table_nodes,
+            server_mode: self.server_mode,
+            dht_size_estimate: snapshot.size_estimate,
+            messages_sent: Some(snapshot.messages_sent),
+            messages_received: Some(snapshot.messages_received),
+            queries_sent: Some(snapshot.queries_sent),
         })
     }
 
@@ -260,17 +288,17 @@ impl DhtHandle {
         self.cancel.cancel();
     }
 
-    /// Runs a call on the node in its own task, so that a `mainline` panic (its thread gone)
-    /// becomes [`DhtError::NodeStopped`] instead of unwinding into the caller.
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, DhtError>
-    where
-        F: FnOnce(AsyncDht) -> Fut,
-        Fut: Future<Output = T> + Send + 'static,
-        T: Send + 'static,
-    {
-        tokio::spawn(f(self.node.clone()))
+    /// Sends a command that carries a reply channel and waits for the reply.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DhtError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
             .await
-            .map_err(|_| DhtError::NodeStopped)
+            .map_err(|_| DhtError::NodeStopped)?;
+        answer.await.map_err(|_| DhtError::NodeStopped)
     }
 }
 
@@ -293,67 +321,23 @@ impl PeerLookup {
     }
 }
 
-fn start_blocking(config: DhtConfig) -> Result<AsyncDht, DhtError> {
-    let mut bootstrap = config.saved_nodes.clone();
+/// Saved nodes first, then the routers' IPv4 addresses, deduplicated (blocking: DNS).
+fn bootstrap_addrs(config: &DhtConfig) -> Result<Vec<SocketAddrV4>, DhtError> {
+    let mut seeds = config.saved_nodes.clone();
     let resolved = config
         .bootstrap
         .iter()
         .filter_map(|name| name.to_socket_addrs().ok());
-    bootstrap.extend(resolved.flatten().filter_map(|addr| match addr {
+    seeds.extend(resolved.flatten().filter_map(|addr| match addr {
         SocketAddr::V4(v4) => Some(v4),
         SocketAddr::V6(_) => None,
     }));
-    if bootstrap.is_empty() && !config.bootstrap.is_empty() {
+    if seeds.is_empty() && !config.bootstrap.is_empty() {
         return Err(DhtError::NoBootstrapAddress {
             tried: config.bootstrap.len(),
         });
     }
     let mut dedup = HashSet::new();
-    bootstrap.retain(|addr| dedup.insert(*addr));
-    let mainline_config = mainline::Config {
-        bootstrap: Some(bootstrap),
-        port: Some(config.bind.port()),
-        request_timeout: config.request_timeout,
-        server_mode: config.server_mode,
-        public_ip: config.public_ip,
-        bind_address: Some(*config.bind.ip()),
-        ..mainline::Config::default()
-    };
-    mainline::Dht::new(mainline_config)
-        .map(mainline::Dht::as_async)
-        .map_err(|source| DhtError::Bind {
-            bind: config.bind,
-            source,
-        })
-}
-
-/// Reads `mainline`'s stream of peer batches and hands each new peer to the reader.
-async fn forward_peers(node: AsyncDht, info_hash: PublicInfoHash, tx: mpsc::Sender<SocketAddr>) {
-    let id = info_hash.id();
-    let Ok(mut batches) = tokio::spawn(async move { node.get_peers(id) }).await else {
-        tracing::warn!("DHT node stopped before the lookup began");
-        return;
-    };
-    let mut seen = HashSet::new();
-    while let Some(batch) = next_batch(&mut batches).await {
-        for peer in batch {
-            if peer.port() == 0 || !seen.insert(peer) {
-                continue;
-            }
-            if tx.send(SocketAddr::V4(peer)).await.is_err() {
-                return;
-            }
-            if seen.len() >= MAX_PEERS_PER_LOOKUP {
-                tracing::debug!(peers = seen.len(), "lookup reached its peer limit");
-                return;
-            }
-        }
-    }
-}
-
-async fn next_batch<S>(stream: &mut S) -> Option<S::Item>
-where
-    S: futures_core::Stream + Unpin,
-{
-    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+    seeds.retain(|addr| dedup.insert(*addr));
+    Ok(seeds)
 }

@@ -72,8 +72,6 @@ def main():
             out("announced %d" % ses.listen_port())
         elif words[0] == "get_peers":
             ses.dht_get_peers(lt.sha1_hash(bytes.fromhex(words[1])))
-            # Shoal nodes never answer libtorrent (2-byte transaction ids), so its lookups wait
-            # for their timeouts before finishing.
             deadline = time.time() + 30
             finished = False
             while time.time() < deadline and not finished:

@@ -1,80 +1,20 @@
-//! Shared helpers for the DHT tests: a local network of shoal nodes on 127.0.0.1 and a counter
-//! of the KRPC datagrams the `mainline` crate sends.
-//!
-//! Counting: `mainline` emits a TRACE event with `context = "socket_message_sending"` twice for
-//! every datagram it sends (once when it builds the message, once after `send_to`), from
-//! `mainline::rpc::socket`. [`MessageCounter`] counts those events and halves them. Requests are
-//! told apart from responses by the event's `message` field.
+//! Shared helpers for the DHT tests: a local network of shoal nodes on 127.0.0.1 and the
+//! network-wide count of KRPC datagrams its nodes sent (from each node's [`DhtStats`]).
 #![allow(dead_code)]
 
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use shoal::dht::{DhtConfig, DhtHandle};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::prelude::*;
 
-/// Datagram counts, network-wide, since the counter was installed.
-#[derive(Clone, Default, Debug)]
-pub struct MessageCounter {
-    events: Arc<AtomicU64>,
-    request_events: Arc<AtomicU64>,
-}
-
-impl MessageCounter {
-    /// Installs the counter as the global subscriber (once per test binary).
-    pub fn install() -> MessageCounter {
-        let counter = MessageCounter::default();
-        let filter = tracing_subscriber::filter::Targets::new()
-            .with_target("mainline::rpc::socket", tracing::Level::TRACE);
-        tracing_subscriber::registry()
-            .with(counter.clone().with_filter(filter))
-            .init();
-        counter
+/// (all datagrams sent, of which queries) summed over `nodes`.
+pub async fn datagrams_sent(nodes: &[DhtHandle]) -> (u64, u64) {
+    let mut totals = (0, 0);
+    for node in nodes {
+        let stats = node.stats().await.unwrap();
+        totals.0 += stats.messages_sent.unwrap();
+        totals.1 += stats.queries_sent.unwrap();
     }
-
-    /// (all datagrams sent, of which requests).
-    pub fn snapshot(&self) -> (u64, u64) {
-        (
-            self.events.load(Ordering::Relaxed) / 2,
-            self.request_events.load(Ordering::Relaxed) / 2,
-        )
-    }
-}
-
-#[derive(Default)]
-struct SendEvent {
-    is_send: bool,
-    is_request: bool,
-}
-
-impl Visit for SendEvent {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "context" && value == "socket_message_sending" {
-            self.is_send = true;
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.is_request = format!("{value:?}").contains("Request(");
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for MessageCounter {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let mut visit = SendEvent::default();
-        event.record(&mut visit);
-        if visit.is_send {
-            self.events.fetch_add(1, Ordering::Relaxed);
-            if visit.is_request {
-                self.request_events.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
+    totals
 }
 
 /// Starts `count` server-mode shoal nodes on 127.0.0.1; node `i` bootstraps from node 0 and

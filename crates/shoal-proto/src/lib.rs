@@ -7,6 +7,7 @@
 //! Data flows one way per module: `bencode` underlies `metainfo` (a .torrent file) and the bencoded
 //! parts of `wire` (BEP 10 extended messages) and `tracker` replies; `magnet` parses links;
 //! `geometry` turns a torrent's sizes into piece and block references that can only exist in range.
+//! `dht` is KRPC, the Mainline DHT's message format, also over `bencode`.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

@@ -5,7 +5,8 @@
 //! it to the engine with `now`, then drain `poll_output` — bytes go to the peer's writer task,
 //! disk requests to the disk pool, connects to short-lived connect tasks, disconnects drop the
 //! peer's socket. A status snapshot is published on a `watch` channel at most every
-//! [`STATUS_EVERY`]. Nothing here decides anything about the protocol.
+//! [`STATUS_EVERY`], and at once after a command. Nothing here decides anything about the
+//! protocol.
 //!
 //! Idle costs nothing: the task wakes on its own only for the engine's deadline, for a status
 //! refresh while peers are connected (their rates move) or a change is still unpublished, and
@@ -193,6 +194,8 @@ impl TorrentTask {
                         d.stop(reply).await;
                         return;
                     }
+                    // A front end that sent a command (pause, resume) waits to see it.
+                    d.publish_status(true);
                 }
                 _ = sleep => d.engine.handle_timeout(now()),
                 _ = wake => {}

@@ -1,5 +1,6 @@
 //! Peer exchange (BEP 11) with real processes on loopback: three peers, where the third is
-//! known to the first only through PEX from the second.
+//! known to the first only through PEX from the second; libtorrent's PEX to shoal, and shoal's
+//! PEX to libtorrent.
 //!
 //! shoal leecher A is told only of libtorrent peer B (`--peer B`); B is a libtorrent leecher
 //! connected to libtorrent seeder C, whose address A never gets from the test (no tracker, no
@@ -12,7 +13,9 @@ mod discovery;
 #[path = "support/mod.rs"]
 mod support;
 
-use anyhow::Result;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
 use discovery::*;
 use support::*;
 
@@ -71,5 +74,74 @@ fn shoal_connects_to_a_seeder_it_learns_of_only_through_libtorrent_pex() -> Resu
         seeder_c.log_tail(),
         leecher_a.log_tail()
     );
+    assert_same_tree(&content, &work.join("a/data"))
+}
+
+/// The other direction: libtorrent leecher A is told only of shoal leecher B; B knows libtorrent
+/// seeder C, which only accepts connections. B moves at most 4 KiB/s each way, so A finishes only
+/// by downloading from C, which it can reach only through B's `ut_pex` message. B sends its first
+/// one a few seconds after A's extended handshake (not at a one-minute round), so C must see A
+/// within 30 s of A starting.
+#[test]
+fn libtorrent_connects_to_a_seeder_it_learns_of_only_through_shoal_pex() -> Result<()> {
+    if !Kind::Libtorrent.require() {
+        return Ok(());
+    }
+    let work = WorkDir::new("pex-shoal-to-lt")?;
+    let content = write_dataset(&work.join("seed"), "data", &[3 * MIB + 5, 30_000], 52)?;
+    let torrent = make_torrent(&content, 32 * 1024, &work.join("data.torrent"))?;
+    let seeder_c = lt_seed(
+        &Discovery {
+            no_outgoing: true,
+            ..Discovery::default()
+        },
+        &torrent.path,
+        &work.join("seed"),
+        loopback(31),
+    )?;
+    let c = seeder_c.addr();
+    let middle = Discovery {
+        log: Some("shoal=debug".into()),
+        shoal_args: ["--max-down", "4K", "--max-up", "4K"]
+            .map(String::from)
+            .to_vec(),
+        ..Discovery::peers(&[c])
+    };
+    let middle_b = shoal_download(
+        &middle,
+        torrent.path.to_str().unwrap_or_default(),
+        &work.join("b"),
+        loopback(32),
+    )?;
+    let b_addr = middle_b.addr();
+    let mut b_wait = Instant::now() + Duration::from_secs(30);
+    while !lt_saw_incoming_from(&seeder_c, b_addr.ip()) {
+        ensure!(
+            Instant::now() < b_wait,
+            "shoal B never connected to C\n{}{}",
+            middle_b.log_tail(),
+            seeder_c.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a_addr = loopback(33);
+    let mut leecher_a = lt_leech(
+        &Discovery::peers(&[b_addr]),
+        torrent.path.to_str().unwrap_or_default(),
+        &work.join("a"),
+        a_addr,
+    )?;
+    b_wait = Instant::now() + Duration::from_secs(30);
+    while !lt_saw_incoming_from(&seeder_c, a_addr.ip()) {
+        ensure!(
+            Instant::now() < b_wait,
+            "within 30 s, libtorrent A never reached C, which only shoal B's PEX names\n{}{}{}",
+            leecher_a.log_tail(),
+            middle_b.log_tail(),
+            seeder_c.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    leecher_a.wait_success(Duration::from_secs(60))?;
     assert_same_tree(&content, &work.join("a/data"))
 }

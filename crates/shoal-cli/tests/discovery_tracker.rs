@@ -2,7 +2,8 @@
 //!
 //! shoal downloads from a libtorrent seeder it learns of only from the tracker (no `--peer`), and
 //! a libtorrent leecher finds a shoal seeder the same way. Every download is compared byte for
-//! byte with the source.
+//! byte with the source. `shoal seed` shows each tracker's status: the working one `ok` with its
+//! next announce ahead, a dead one (closed loopback port) with its error.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -18,19 +19,17 @@ const MIB: u64 = 1 << 20;
 
 /// `shoal create --tracker URL` for `content`; returns the torrent path and its infohash.
 fn create_with_tracker(content: &Path, url: &str, out: &Path) -> Result<(PathBuf, String)> {
-    let status = Command::new(SHOAL)
-        .args([
-            "create",
-            "--piece-size",
-            "32K",
-            "--no-date",
-            "--tracker",
-            url,
-            "-o",
-        ])
-        .arg(out)
-        .arg(content)
-        .output()?;
+    create_with_trackers(content, &[url], out)
+}
+
+/// `shoal create` with one tier per URL, in order.
+fn create_with_trackers(content: &Path, urls: &[&str], out: &Path) -> Result<(PathBuf, String)> {
+    let mut create = Command::new(SHOAL);
+    create.args(["create", "--piece-size", "32K", "--no-date"]);
+    for url in urls {
+        create.args(["--tracker", url]);
+    }
+    let status = create.arg("-o").arg(out).arg(content).output()?;
     anyhow::ensure!(
         status.status.success(),
         "shoal create: {}",
@@ -139,4 +138,84 @@ fn libtorrent_finds_a_shoal_seeder_through_opentracker() -> Result<()> {
         .wait_complete(Duration::from_secs(60))
         .map_err(|e| e.context(tracker.log_tail()))?;
     assert_same_tree(&content, &work.join("out/data"))
+}
+
+/// An http URL on 127.0.0.1 whose port nobody listens on.
+fn dead_tracker_url() -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    Ok(format!("http://{addr}/announce"))
+}
+
+/// `shoal seed` of `torrent` (data in `work/seed`), its output kept in `work/NAME.log`.
+fn shoal_seed(
+    work: &WorkDir,
+    name: &str,
+    torrent: &Path,
+    addr: std::net::SocketAddr,
+) -> Result<Proc> {
+    let mut cmd = Command::new(SHOAL);
+    cmd.arg("seed")
+        .arg(torrent)
+        .arg(work.join("seed"))
+        .args(["--listen", &addr.to_string(), "--no-dht"])
+        .arg("--state-dir")
+        .arg(work.join(name))
+        .env("RUST_LOG", "warn");
+    Proc::spawn(name, cmd, &work.join(format!("{name}.log")))
+}
+
+/// The seconds in a `next announce in 1m05s` text (`None` when the line has none).
+fn next_announce_secs(line: &str) -> Option<u64> {
+    let text = line.split(", next announce in ").nth(1)?;
+    let mut secs = 0;
+    let mut number = 0;
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number = number * 10 + u64::from(c as u8 - b'0'),
+            'h' => (secs, number) = (secs + number * 3600, 0),
+            'm' => (secs, number) = (secs + number * 60, 0),
+            's' => (secs, number) = (secs + number, 0),
+            _ => break,
+        }
+    }
+    Some(secs)
+}
+
+#[test]
+fn shoal_seed_shows_each_trackers_status() -> Result<()> {
+    if !require_tool("opentracker") {
+        return Ok(());
+    }
+    let work = WorkDir::new("trk-status")?;
+    let content = write_dataset(&work.join("seed"), "data", &[300_000], 23)?;
+    let tracker = OpenTracker::start(&[])?;
+    let live = tracker.http_url();
+    let (torrent, hash) = create_with_tracker(&content, &live, &work.join("live.torrent"))?;
+    tracker.allow(&hash)?;
+    let dead = dead_tracker_url()?;
+    let (dead_torrent, _) = create_with_tracker(&content, &dead, &work.join("dead.torrent"))?;
+
+    let mut seeder = shoal_seed(&work, "seed-live", &torrent, loopback(1))?;
+    let working = seeder.wait_line(&format!("tracker {live}: "), Duration::from_secs(60))?;
+    assert!(working.contains(": ok, "), "live tracker line: {working}");
+    assert!(working.contains("seeders"), "live tracker line: {working}");
+    let next = next_announce_secs(&working);
+    assert!(next.is_some_and(|s| s > 0), "live tracker line: {working}");
+    wait_for_seeder(&tracker, &hash).map_err(|e| e.context(seeder.log_tail()))?;
+
+    let mut orphan = shoal_seed(&work, "seed-dead", &dead_torrent, loopback(2))?;
+    let failed = orphan.wait_line(&format!("tracker {dead}: "), Duration::from_secs(60))?;
+    assert!(
+        failed.contains(": error: HTTP request failed"),
+        "dead tracker line: {failed}"
+    );
+    // It backs off (about 15 s) before trying again.
+    let retry = next_announce_secs(&failed);
+    assert!(
+        retry.is_some_and(|s| (5..=25).contains(&s)),
+        "dead tracker line: {failed}"
+    );
+    Ok(())
 }

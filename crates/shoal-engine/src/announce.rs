@@ -30,6 +30,9 @@
 //!   as told by [`AnnounceSchedule::handle_swarm`]) announces again after the tracker's
 //!   `min interval` (or [`AnnounceConfig::short_of_peers_interval`] when it sent none) instead of
 //!   the full interval; the rule applies as soon as the torrent falls short, also mid-interval.
+//! - While the torrent checks its data ([`AnnounceSchedule::handle_checking`]) nothing is
+//!   announced but `stopped`: what is left is not known yet, and a seed would be listed as a
+//!   leecher until its next announce.
 //!
 //! Every tracker's state (last error, next announce, seeders and leechers) is visible through
 //! [`AnnounceSchedule::trackers`].
@@ -199,6 +202,8 @@ pub struct AnnounceSchedule {
     short_due: Instant,
     /// The torrent is short of peers (see [`AnnounceSchedule::handle_swarm`]).
     short_of_peers: bool,
+    /// The torrent is checking its data: announces wait.
+    checking: bool,
     /// Earliest time a user-requested announce may go out (the `min interval`).
     earliest_manual: Instant,
     completed_pending: bool,
@@ -236,6 +241,7 @@ impl AnnounceSchedule {
             next_due: now,
             short_due: now,
             short_of_peers: false,
+            checking: false,
             earliest_manual: now,
             completed_pending: false,
             in_flight: None,
@@ -261,7 +267,7 @@ impl AnnounceSchedule {
             self.trackers[index].stop_sent = true;
             (index, AnnounceEvent::Stopped)
         } else {
-            if now < self.due() {
+            if now < self.due() || self.checking {
                 return None;
             }
             let index = *self
@@ -366,6 +372,12 @@ impl AnnounceSchedule {
         self.short_of_peers = !complete && connected < self.config.few_peers;
     }
 
+    /// While `checking`, nothing but `stopped` is announced; the announces due meanwhile go out
+    /// once the check ends.
+    pub fn handle_checking(&mut self, checking: bool) {
+        self.checking = checking;
+    }
+
     /// When the next regular (not backing-off) announce is due.
     fn due(&self) -> Instant {
         if self.short_of_peers {
@@ -428,6 +440,9 @@ impl AnnounceSchedule {
         }
         if let Some(since) = self.stopping {
             return (!self.is_stopped()).then_some(since);
+        }
+        if self.checking {
+            return None;
         }
         let available = self
             .trackers
@@ -974,5 +989,26 @@ mod tests {
         assert_eq!(status(&s, T0).last_success, None);
         assert_eq!(status(&s, T1).last_announce, Some(now + secs(3)));
         assert_eq!(status(&s, T1).last_success, Some(now + secs(3)));
+    }
+
+    #[test]
+    fn nothing_is_announced_while_the_data_is_checked() {
+        let now = t0();
+        let mut s = AnnounceSchedule::new(now, &tiers(&[&[T0]]), AnnounceConfig::default(), 1);
+        s.handle_checking(true);
+        assert_eq!(s.poll_request(now, totals()), None);
+        assert_eq!(s.poll_timeout(), None);
+        assert_eq!(status(&s, T0).next_announce, None);
+        s.handle_checking(false);
+        assert_eq!(s.poll_timeout(), Some(now));
+        let first = s.poll_request(now + secs(5), totals()).unwrap();
+        assert_eq!(first.event, AnnounceEvent::Started);
+        s.handle_reply(now + secs(5), first.tracker, &reply(Some(600), None));
+        // A re-check later: held again, but leaving still says `stopped`.
+        s.handle_checking(true);
+        assert_eq!(s.poll_request(now + secs(700), totals()), None);
+        s.handle_stop(now + secs(700));
+        let stop = s.poll_request(now + secs(700), totals()).unwrap();
+        assert_eq!(stop.event, AnnounceEvent::Stopped);
     }
 }

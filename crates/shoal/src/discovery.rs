@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::api::TorrentStatus;
+use crate::api::{TorrentState, TorrentStatus};
 use crate::dht::{DhtHandle, PublicInfoHash};
 use crate::torrent_task::TorrentCommand;
 use crate::tracker::{
@@ -91,12 +91,14 @@ fn start_announcer(
 ) -> Option<AnnouncerHandle> {
     match (&p.tracker_client, p.trackers.iter().any(|t| !t.is_empty())) {
         (Some(client), true) => {
-            let schedule = AnnounceSchedule::new(
+            let mut schedule = AnnounceSchedule::new(
                 now(),
                 &p.trackers,
                 AnnounceConfig::default(),
                 rand::random(),
             );
+            // A torrent starts by checking its data: no announce before what is left is known.
+            schedule.handle_checking(is_checking(&p.status));
             let identity = TorrentIdentity {
                 info_hash: p.info_hash,
                 peer_id: p.peer_id,
@@ -172,14 +174,16 @@ async fn run(
             },
             changed = status.changed(), if status_open => {
                 status_open = changed.is_ok();
+                let published = status.has_changed().is_ok();
                 let now = {
                     let s = status.borrow_and_update();
-                    (s.peers, s.is_complete())
+                    let checking = published && s.state == TorrentState::Checking;
+                    (s.peers, s.is_complete(), checking)
                 };
                 if let (Some(announcer), true) = (&announcer, swarm != Some(now)) {
                     swarm = Some(now);
-                    let (connected, complete) = now;
-                    let command = AnnouncerCommand::Swarm { connected, complete };
+                    let (connected, complete, checking) = now;
+                    let command = AnnouncerCommand::Swarm { connected, complete, checking };
                     let _ = announcer.commands.send(command).await;
                 }
             }
@@ -220,6 +224,12 @@ async fn dht_loop(
             _ = tokio::time::sleep(DHT_LOOKUP_EVERY) => {}
         }
     }
+}
+
+/// True while the torrent checks its data. A status nobody publishes any more (a magnet
+/// link's placeholder, or a task that ended) never holds announces back.
+fn is_checking(status: &watch::Receiver<TorrentStatus>) -> bool {
+    status.has_changed().is_ok() && status.borrow().state == TorrentState::Checking
 }
 
 fn now() -> std::time::Instant {

@@ -52,6 +52,8 @@ pub struct Discovery {
     pub no_outgoing: bool,
     /// shoal only: its `RUST_LOG` (default `info`).
     pub log: Option<String>,
+    /// shoal only: more command-line arguments (e.g. `--max-down 4K`).
+    pub shoal_args: Vec<String>,
 }
 
 impl Discovery {
@@ -250,6 +252,7 @@ fn shoal_args(
     for peer in &how.peers {
         cmd.args(["--peer", &peer.to_string()]);
     }
+    cmd.args(&how.shoal_args);
     cmd.env("RUST_LOG", how.log.clone().unwrap_or_else(|| "info".into()));
     Ok(cmd)
 }

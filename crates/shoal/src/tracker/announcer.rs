@@ -45,8 +45,12 @@ pub enum AnnouncerCommand {
     /// Send `stopped` to the trackers and end the task.
     Stop,
     /// How the torrent is doing: a torrent short of peers announces sooner (see
-    /// [`AnnounceSchedule::handle_swarm`]).
-    Swarm { connected: usize, complete: bool },
+    /// [`AnnounceSchedule::handle_swarm`]); one checking its data announces nothing yet.
+    Swarm {
+        connected: usize,
+        complete: bool,
+        checking: bool,
+    },
 }
 
 /// The running announcer: send commands, read tracker status, await the end.
@@ -174,7 +178,11 @@ impl Driver {
             AnnouncerCommand::Swarm {
                 connected,
                 complete,
-            } => self.schedule.handle_swarm(connected, complete),
+                checking,
+            } => {
+                self.schedule.handle_swarm(connected, complete);
+                self.schedule.handle_checking(checking);
+            }
         }
     }
 

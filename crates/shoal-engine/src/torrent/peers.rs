@@ -81,13 +81,7 @@ impl Torrent {
             .find(|(&other, p)| other != key && p.conn.their_peer_id() == Some(peer_id))
             .map(|(&other, _)| other);
         if let Some(other) = twin {
-            // Both sides must keep the same connection: the one opened by the smaller peer id
-            // (the older one when the same side opened both).
-            let opener = |k: PeerKey| match self.peers.get(&k) {
-                Some(p) if p.outgoing => self.our_peer_id,
-                _ => peer_id,
-            };
-            let keep_new = opener(key) < opener(other) && opener(key) != opener(other);
+            let keep_new = self.keep_newer_twin(key, other, peer_id);
             let drop = if keep_new { other } else { key };
             self.disconnect(now, drop, DisconnectReason::Duplicate);
             if drop == key {
@@ -102,6 +96,35 @@ impl Torrent {
             }));
         self.offer_allowed_fast(now, key);
         self.pex_directory_changed(now);
+    }
+
+    /// Which of two connections to the same peer id survives. Opened from both sides at once:
+    /// the one opened by the smaller peer id, so both ends keep the same one. Both opened by
+    /// the peer from the same IP: the newer one, because a peer dials again only after it gave
+    /// the old connection up (a magnet fetch handing over to the download, a restart) and we may
+    /// not have read its close yet. Otherwise (our own dials, or another IP claiming the same
+    /// id, which could be someone evicting a peer by copying its id) the older one.
+    fn keep_newer_twin(&self, new: PeerKey, old: PeerKey, peer_id: PeerId) -> bool {
+        let (Some(new_peer), Some(old_peer)) = (self.peers.get(&new), self.peers.get(&old)) else {
+            return false;
+        };
+        match (new_peer.outgoing, old_peer.outgoing) {
+            (false, false) => new_peer.addr.ip() == old_peer.addr.ip(),
+            (true, true) => false,
+            (new_is_ours, _) => {
+                let new_opener = if new_is_ours {
+                    self.our_peer_id
+                } else {
+                    peer_id
+                };
+                let old_opener = if new_is_ours {
+                    peer_id
+                } else {
+                    self.our_peer_id
+                };
+                new_opener < old_opener
+            }
+        }
     }
 
     /// A peer wants our data: when an upload slot is free, run a choker round at once rather

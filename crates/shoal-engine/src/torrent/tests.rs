@@ -499,3 +499,36 @@ fn a_choked_leecher_requests_the_pieces_the_peer_allowed_fast() {
     assert!(!requested.is_empty(), "nothing requested while choked");
     assert!(requested.iter().all(|&i| i == 17), "{requested:?}");
 }
+
+/// A second incoming connection with the same peer id: from the same IP it replaces the old
+/// one (the peer redialled, e.g. after fetching metadata), from another IP it is refused.
+#[test]
+fn a_peer_that_dials_again_from_its_ip_replaces_its_old_connection() {
+    let mut h = Harness::connect(params(true, false, None), full_reserved(), None);
+    let handshake = Handshake {
+        reserved: full_reserved(),
+        info_hash: HASH,
+        peer_id: PeerId([2; 20]),
+    };
+    let impostor = h
+        .torrent
+        .handle_incoming(h.now, "10.9.9.9:6881".parse().unwrap(), handshake);
+    h.pump();
+    let dropped = |h: &Harness, key: PeerKey| {
+        h.other.iter().any(|o| {
+            matches!(o, Output::Disconnect { peer, reason: DisconnectReason::Duplicate } if *peer == key)
+        })
+    };
+    assert!(
+        dropped(&h, impostor),
+        "another IP with the same id is refused"
+    );
+    assert!(!dropped(&h, h.key), "the first connection stays");
+
+    let again = h
+        .torrent
+        .handle_incoming(h.now, "10.1.2.3:40000".parse().unwrap(), handshake);
+    h.pump();
+    assert!(dropped(&h, h.key), "the old connection gives way");
+    assert!(!dropped(&h, again), "the redial is kept");
+}

@@ -186,7 +186,12 @@ async fn tracker_status_reaches_the_json_api_and_the_rpc() {
     .remove(0);
     let now = unix_now();
     assert_eq!(
-        (ok.last_peers, ok.seeders, ok.leechers, ok.last_error.clone()),
+        (
+            ok.last_peers,
+            ok.seeders,
+            ok.leechers,
+            ok.last_error.clone()
+        ),
         (1, Some(3), Some(2), None)
     );
     let (last, next) = (ok.last_announce.unwrap(), ok.next_announce.unwrap());

@@ -177,7 +177,7 @@ async fn run(
                 let published = status.has_changed().is_ok();
                 let now = {
                     let s = status.borrow_and_update();
-                    let checking = published && s.state == TorrentState::Checking;
+                    let checking = published && checks_data(&s);
                     (s.peers, s.is_complete(), checking)
                 };
                 if let (Some(announcer), true) = (&announcer, swarm != Some(now)) {
@@ -226,12 +226,33 @@ async fn dht_loop(
     }
 }
 
-/// True while the torrent checks its data. A status nobody publishes any more (a magnet
-/// link's placeholder, or a task that ended) never holds announces back.
+/// True while the torrent checks its data. A status nobody publishes any more (a task that
+/// ended) or one without pieces (a magnet link's placeholder while its metadata is fetched)
+/// never holds announces back.
 fn is_checking(status: &watch::Receiver<TorrentStatus>) -> bool {
-    status.has_changed().is_ok() && status.borrow().state == TorrentState::Checking
+    status.has_changed().is_ok() && checks_data(&status.borrow())
+}
+
+fn checks_data(status: &TorrentStatus) -> bool {
+    status.state == TorrentState::Checking && status.piece_count > 0
 }
 
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_torrent_with_pieces_holds_announces_while_checking() {
+        let mut torrent = TorrentStatus::not_started("ab".repeat(20), "t".into(), 1000, 4);
+        assert!(checks_data(&torrent), "checking its data");
+        torrent.state = TorrentState::Downloading;
+        assert!(!checks_data(&torrent));
+        // A magnet link's placeholder: no pieces known, its trackers must still be asked.
+        let magnet = TorrentStatus::not_started("ab".repeat(20), "m".into(), 0, 0);
+        assert!(!checks_data(&magnet));
+    }
 }

@@ -149,6 +149,16 @@ impl AddressBook {
         }
     }
 
+    /// We closed the connection to `addr` ourselves (the torrent paused): not the peer's
+    /// failure, so it may be dialled again at once, with no back-off and no failure counted.
+    pub(crate) fn released(&mut self, now: Instant, addr: SocketAddr, key: PeerKey) {
+        if let Some(entry) = self.entries.get_mut(&addr) {
+            if entry.state == AddrState::Connected(key) {
+                entry.state = AddrState::Idle { retry_at: now };
+            }
+        }
+    }
+
     pub(crate) fn ban(&mut self, addr: SocketAddr, peer_id: Option<PeerId>) {
         if let Some(entry) = self.entries.remove(&addr) {
             if entry.state == AddrState::Connecting {

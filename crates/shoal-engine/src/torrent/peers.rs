@@ -259,7 +259,9 @@ impl Torrent {
         self.uploaded_by_gone += stats.uploaded_payload;
         self.gone_peers
             .insert(key, (peer.addr, peer.conn.their_peer_id()));
-        if peer.outgoing {
+        if peer.outgoing && self.paused {
+            self.addrs.released(now, peer.addr, key);
+        } else if peer.outgoing {
             let (backoff, max) = (
                 self.config.reconnect_backoff,
                 self.config.max_connect_failures,

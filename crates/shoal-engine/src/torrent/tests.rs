@@ -532,3 +532,38 @@ fn a_peer_that_dials_again_from_its_ip_replaces_its_old_connection() {
     assert!(dropped(&h, h.key), "the old connection gives way");
     assert!(!dropped(&h, again), "the redial is kept");
 }
+
+/// Pausing drops our connections, but that is not the peers' failure: on resume they are
+/// dialled again at once, however often the torrent is paused.
+#[test]
+fn pause_and_resume_redial_our_peers_at_once_without_counting_failures() {
+    let now = Instant::now();
+    let mut torrent = Torrent::new(params(false, false, None), now);
+    let addr: SocketAddr = "10.4.4.4:6881".parse().unwrap();
+    let connects = |torrent: &mut Torrent| {
+        let mut n = 0;
+        while let Some(out) = torrent.poll_output() {
+            if matches!(out, Output::Connect(a) if a == addr) {
+                n += 1;
+            }
+        }
+        n
+    };
+    torrent.add_peer_addresses(now, [addr], PeerSource::Manual);
+    assert_eq!(connects(&mut torrent), 1);
+    for round in 0..8 {
+        torrent.handle_connected(now, addr);
+        torrent.pause(now);
+        assert_eq!(
+            connects(&mut torrent),
+            0,
+            "round {round}: no dial while paused"
+        );
+        torrent.resume(now);
+        assert_eq!(
+            connects(&mut torrent),
+            1,
+            "round {round}: dialled again at once"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! The stream is cut into work units of whole pieces, at least [`UNIT_BYTES`] long (one piece
 //! when pieces are larger). Rayon hands units to its threads. Each thread hashes its pieces
-//! straight from a read-only map of each file of [`MAP_MIN_BYTES`] or more (see [`super::mapped`]:
+//! straight from read-only maps, [`MAP_WINDOW_BYTES`] at a time, of each file of [`MAP_MIN_BYTES`] or more (see [`super::mapped`]:
 //! no copy, and a file truncated meanwhile becomes [`CreateError::FileChanged`], not `SIGBUS`);
 //! smaller files, and any file that cannot be mapped, are read in [`CHUNK_BYTES`] chunks with
 //! positional reads (`read_exact_at`; a chunk that spans a file boundary is read from each file
@@ -34,6 +34,9 @@ const CHUNK_BYTES: u64 = 256 * 1024;
 /// Files at least this long are hashed through a map; smaller ones cost less to read than to
 /// map and unmap.
 const MAP_MIN_BYTES: u64 = 1024 * 1024;
+/// Files are mapped a window of this many bytes at a time (a multiple of any page size): the
+/// pages of one window at a time count toward the resident set, not the whole file's.
+const MAP_WINDOW_BYTES: u64 = 16 * 1024 * 1024;
 
 /// SHA-1 of each piece of the concatenation of `files`, in order. `progress` is called from
 /// worker threads with the number of bytes just hashed; the calls sum to the total length.
@@ -105,14 +108,17 @@ fn hash_mapped(
     if file.len < MAP_MIN_BYTES {
         return Ok(None);
     }
-    let Some(map) = map_cached(reader, index, file)? else {
+    let in_file = pos - file_start;
+    let window_start = in_file - in_file % MAP_WINDOW_BYTES;
+    let window_len = MAP_WINDOW_BYTES.min(file.len - window_start);
+    let Some(map) = map_cached(reader, (index, window_start), file, window_len)? else {
         return Ok(None);
     };
-    let stop = (file_start + file.len).min(end);
+    let stop = (file_start + window_start + window_len).min(end);
     if stop <= pos {
         return Ok(None);
     }
-    let bytes = map.bytes((pos - file_start) as usize, (stop - pos) as usize);
+    let bytes = map.bytes((in_file - window_start) as usize, (stop - pos) as usize);
     let Some(bytes) = bytes else {
         return Err(CreateError::Internal {
             what: "mapped range outside the file",
@@ -128,17 +134,19 @@ fn hash_mapped(
     Ok(Some(stop))
 }
 
-/// The reader's map of `files[index]`, made (and the previous one dropped) if needed.
+/// The reader's map of the window of `files[key.0]` that starts at byte `key.1`, made (and the
+/// previous one dropped) if needed.
 fn map_cached<'r>(
     reader: &'r mut Reader,
-    index: usize,
+    key: (usize, u64),
     file: &ContentFile,
+    window_len: u64,
 ) -> Result<Option<&'r MappedFile>, CreateError> {
-    if reader.mapped.as_ref().is_none_or(|(i, _)| *i != index) {
+    if reader.mapped.as_ref().is_none_or(|(k, _)| *k != key) {
         reader.mapped = None;
-        let handle = open_cached(&mut reader.open, index, file)?;
-        match MappedFile::new(handle, file.len) {
-            Some(map) => reader.mapped = Some((index, map)),
+        let handle = open_cached(&mut reader.open, key.0, file)?;
+        match MappedFile::new(handle, key.1, window_len) {
+            Some(map) => reader.mapped = Some((key, map)),
             None => return Ok(None),
         }
     }
@@ -150,7 +158,8 @@ fn map_cached<'r>(
 struct Reader {
     buffer: Vec<u8>,
     open: Option<(usize, File)>,
-    mapped: Option<(usize, MappedFile)>,
+    /// The mapped window: (file index, window start in the file) and its map.
+    mapped: Option<((usize, u64), MappedFile)>,
 }
 
 /// Files with their offsets in the concatenated stream.

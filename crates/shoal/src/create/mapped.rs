@@ -59,7 +59,7 @@ unsafe impl Sync for PreviousAction {}
 /// `Some` once our handler is installed; `None` if installing failed.
 static PREVIOUS: OnceLock<Option<PreviousAction>> = OnceLock::new();
 
-/// A read-only shared map of a whole file, registered with the `SIGBUS` guard.
+/// A read-only shared map of part of a file, registered with the `SIGBUS` guard.
 #[derive(Debug)]
 pub(crate) struct MappedFile {
     ptr: *mut libc::c_void,
@@ -71,10 +71,11 @@ pub(crate) struct MappedFile {
 unsafe impl Send for MappedFile {}
 
 impl MappedFile {
-    /// Maps the first `len` bytes of `file` (its length when the walk saw it). `None` when the
-    /// map cannot be made safely; the caller then reads the file instead.
-    pub(crate) fn new(file: &File, len: u64) -> Option<MappedFile> {
+    /// Maps bytes `offset..offset + len` of `file` (`offset` a multiple of the page size).
+    /// `None` when the map cannot be made safely; the caller then reads the file instead.
+    pub(crate) fn new(file: &File, offset: u64, len: u64) -> Option<MappedFile> {
         let len = usize::try_from(len).ok().filter(|&len| len > 0)?;
+        let offset = libc::off_t::try_from(offset).ok()?;
         if !guard_installed() {
             return None;
         }
@@ -87,7 +88,7 @@ impl MappedFile {
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
-                0,
+                offset,
             )
         };
         if ptr == libc::MAP_FAILED {
@@ -103,7 +104,7 @@ impl MappedFile {
         Some(MappedFile { ptr, len, slot })
     }
 
-    /// Bytes `offset..offset + len` of the file. A page that vanished because the file shrank
+    /// Bytes `offset..offset + len` of the mapped range. A page that vanished because the file shrank
     /// reads as zeros and sets [`MappedFile::faulted`]; check it before trusting a result.
     pub(crate) fn bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
         let end = offset.checked_add(len)?;
@@ -258,7 +259,7 @@ mod tests {
     #[test]
     fn reads_what_the_file_holds() {
         let (_dir, _path, file) = file_of(3 * 4096 + 17);
-        let map = MappedFile::new(&file, 3 * 4096 + 17).unwrap();
+        let map = MappedFile::new(&file, 0, 3 * 4096 + 17).unwrap();
         let bytes = map.bytes(4090, 10).unwrap();
         let expected: Vec<u8> = (4090..4100).map(|i| (i % 251) as u8 + 1).collect();
         assert_eq!(bytes, &expected[..]);
@@ -267,13 +268,16 @@ mod tests {
             "past the end is refused"
         );
         assert!(!map.faulted());
+        let window = MappedFile::new(&file, 4096, 2 * 4096).unwrap();
+        let want: Vec<u8> = (4096..4106).map(|i| (i % 251) as u8 + 1).collect();
+        assert_eq!(window.bytes(0, 10).unwrap(), &want[..]);
     }
 
     #[test]
     fn a_file_truncated_under_the_map_reads_zeros_and_reports_a_fault() {
         let len = 64 * 4096;
         let (_dir, path, file) = file_of(len);
-        let map = MappedFile::new(&file, len as u64).unwrap();
+        let map = MappedFile::new(&file, 0, len as u64).unwrap();
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -287,13 +291,13 @@ mod tests {
         // The slot is free again after drop, and a new map starts clean.
         drop(map);
         let (_dir2, _path2, other) = file_of(4096);
-        let fresh = MappedFile::new(&other, 4096).unwrap();
+        let fresh = MappedFile::new(&other, 0, 4096).unwrap();
         assert!(!fresh.faulted());
     }
 
     #[test]
     fn empty_files_are_not_mapped() {
         let (_dir, _path, file) = file_of(0);
-        assert!(MappedFile::new(&file, 0).is_none());
+        assert!(MappedFile::new(&file, 0, 0).is_none());
     }
 }

@@ -289,3 +289,15 @@ fn a_mapped_file_shrunk_after_the_walk_is_reported_not_a_crash() {
         other => panic!("expected FileChanged, got {other:?}"),
     }
 }
+
+#[test]
+fn pieces_that_cross_map_windows_hash_like_a_plain_read() {
+    // A 5-byte file first shifts every piece of the large file off the 16 MiB map windows.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    write(&root, "a", 5, 1);
+    write(&root, "b", 40 * 1024 * 1024 + 3, 2);
+    let content = Content::scan(&root).unwrap();
+    let hashed = hash_content(content.clone(), 1 << 20, &|_| {}).unwrap();
+    assert_eq!(hashed.piece_hashes, reference_hashes(&content, 1 << 20));
+}

@@ -344,8 +344,14 @@ impl Torrent {
     }
 
     /// When [`Torrent::handle_timeout`] must be called next.
+    /// With no peers there is nothing to choke: an idle torrent sets no choker deadline, so a
+    /// daemon with many idle torrents does not wake for them.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.choker.poll_timeout();
+        let mut next = if self.peers.is_empty() {
+            None
+        } else {
+            self.choker.poll_timeout()
+        };
         let mut earliest = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));

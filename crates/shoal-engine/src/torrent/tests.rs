@@ -567,3 +567,13 @@ fn pause_and_resume_redial_our_peers_at_once_without_counting_failures() {
         );
     }
 }
+
+/// An idle torrent (no peers, no addresses) asks for no wake-up at all; a connected one does.
+#[test]
+fn an_idle_torrent_sets_no_deadline() {
+    let now = Instant::now();
+    let torrent = Torrent::new(params(true, false, None), now);
+    assert_eq!(torrent.poll_timeout(), None);
+    let h = Harness::connect(params(true, false, None), full_reserved(), None);
+    assert!(h.torrent.poll_timeout().is_some());
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
 
-use super::store::{self, StoredTorrent};
+use super::store::StoredTorrent;
 use super::types::*;
 use super::{unix_now, Service, ServiceError, TorrentRef};
 use crate::api::TorrentState;
@@ -54,14 +54,7 @@ impl Service {
                 name: existing.name,
             });
         }
-        let dir = request
-            .download_dir
-            .unwrap_or_else(|| self.lock().settings.download_dir.clone());
-        let dir = store::check_download_dir(&dir, &self.roots)?;
-        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::Io {
-            what: format!("create {}", dir.display()),
-            source,
-        })?;
+        let dir = self.prepare_download_dir(request.download_dir)?;
         let stored = {
             let mut state = self.lock();
             state.list.next_id = state.list.next_id.max(1);

@@ -50,14 +50,7 @@ impl Service {
                 name: existing.name,
             });
         }
-        let dir = request
-            .download_dir
-            .unwrap_or_else(|| self.lock().settings.download_dir.clone());
-        let dir = store::check_download_dir(&dir, &self.roots)?;
-        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::Io {
-            what: format!("create {}", dir.display()),
-            source,
-        })?;
+        let dir = self.prepare_download_dir(request.download_dir)?;
         let file_count = meta.info.files().len();
         let mut files_wanted = Vec::new();
         if !request.unwanted_files.is_empty() {
@@ -174,6 +167,21 @@ impl Service {
     }
 
     /// Stops a torrent and forgets it; with `delete_data`, also deletes its files.
+    /// The folder a new torrent goes to: the one asked for or the default, checked against the
+    /// configured roots and created.
+    pub(super) fn prepare_download_dir(
+        &self,
+        requested: Option<std::path::PathBuf>,
+    ) -> Result<std::path::PathBuf, ServiceError> {
+        let dir = requested.unwrap_or_else(|| self.lock().settings.download_dir.clone());
+        let dir = store::check_download_dir(&dir, &self.roots)?;
+        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::Io {
+            what: format!("create {}", dir.display()),
+            source,
+        })?;
+        Ok(dir)
+    }
+
     pub async fn remove(&self, key: TorrentRef, delete_data: bool) -> Result<(), ServiceError> {
         let _guard = self.ops.lock().await;
         let (stored, meta) = self.find_stored(key)?;

@@ -115,6 +115,11 @@ fn shoal_finds_a_transmission_seeder_through_opentracker() -> Result<()> {
 }
 
 #[test]
+fn shoal_finds_a_transmission_seeder_through_opentracker_udp() -> Result<()> {
+    shoal_downloads_through(Kind::Transmission, true)
+}
+
+#[test]
 fn libtorrent_finds_a_shoal_seeder_through_opentracker() -> Result<()> {
     if !(require_tool("opentracker") && Kind::Libtorrent.require()) {
         return Ok(());

@@ -306,12 +306,7 @@ async fn completed(
     seed_handle: &shoal::TorrentHandle,
 ) -> shoal_http::daemon::Daemon {
     let daemon = common::daemon(root).await;
-    let add = AddRequest {
-        source: AddSource::Metainfo(fx.metainfo.clone()),
-        download_dir: None,
-        paused: false,
-        unwanted_files: vec![],
-    };
+    let add = fx.add_request(false);
     daemon.service().add(add).await.unwrap();
     wait_for(
         &daemon,
@@ -503,12 +498,7 @@ async fn a_move_to_another_file_system_copies_and_keeps_the_torrent_complete() {
     let daemon = shoal_http::daemon::Daemon::start(config.clone())
         .await
         .unwrap();
-    let add = AddRequest {
-        source: AddSource::Metainfo(fx.metainfo.clone()),
-        download_dir: None,
-        paused: false,
-        unwanted_files: vec![],
-    };
+    let add = fx.add_request(false);
     let view = daemon.service().add(add).await.unwrap();
     wait_for(
         &daemon,

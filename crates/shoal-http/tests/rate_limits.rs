@@ -10,7 +10,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shoal::service::{AddRequest, AddSource};
 
 const PIECE: u32 = 256 * 1024;
 /// 6 MiB in two files.
@@ -91,12 +90,7 @@ async fn rpc_speed_limit_down_is_reported_and_enforced() {
     assert_eq!(limits.upload, None);
 
     let (seed, seed_handle) = common::seed(root.path(), &fx).await;
-    let add = AddRequest {
-        source: AddSource::Metainfo(fx.metainfo.clone()),
-        download_dir: None,
-        paused: false,
-        unwanted_files: vec![],
-    };
+    let add = fx.add_request(false);
     daemon.service().add(add).await.unwrap();
     let peer_addr = daemon.service().session().listen_addr();
     let started = Instant::now();
@@ -130,12 +124,7 @@ async fn per_torrent_limits_round_trip_through_rpc_and_the_json_api() {
     let root = tempfile::tempdir().unwrap();
     let fx = common::fixture(root.path(), "settings", &[PIECE as usize], PIECE);
     let daemon = common::daemon(root.path()).await;
-    let add = AddRequest {
-        source: AddSource::Metainfo(fx.metainfo.clone()),
-        download_dir: None,
-        paused: true,
-        unwanted_files: vec![],
-    };
+    let add = fx.add_request(true);
     let view = daemon.service().add(add).await.unwrap();
     let handle = daemon
         .service()
@@ -241,12 +230,7 @@ async fn limits_survive_a_restart() {
     let root = tempfile::tempdir().unwrap();
     let fx = common::fixture(root.path(), "kept", &[PIECE as usize], PIECE);
     let daemon = common::daemon(root.path()).await;
-    let add = AddRequest {
-        source: AddSource::Metainfo(fx.metainfo.clone()),
-        download_dir: None,
-        paused: true,
-        unwanted_files: vec![],
-    };
+    let add = fx.add_request(true);
     let view = daemon.service().add(add).await.unwrap();
     let rpc = Rpc::connect(daemon.http_addr()).await;
     rpc.call(

@@ -5,8 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use shoal::service::{AddRequest, AddSource};
-
 const PIECE: u32 = 16384;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,12 +18,7 @@ async fn restart_mid_download_keeps_verified_pieces() {
     let (seed1, seed1_handle) = common::seed(root.path(), &fx).await;
 
     let daemon = common::daemon(root.path()).await;
-    let add = AddRequest {
-        source: AddSource::Metainfo(fx.metainfo.clone()),
-        download_dir: None,
-        paused: false,
-        unwanted_files: vec![],
-    };
+    let add = fx.add_request(false);
     let view = daemon.service().add(add).await.unwrap();
     let peer_addr = daemon.service().session().listen_addr();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -20,6 +20,18 @@ pub struct Fixture {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+impl Fixture {
+    /// A request that adds this torrent by its metainfo to the default folder, all files wanted.
+    pub fn add_request(&self, paused: bool) -> shoal::service::AddRequest {
+        shoal::service::AddRequest {
+            source: shoal::service::AddSource::Metainfo(self.metainfo.clone()),
+            download_dir: None,
+            paused,
+            unwanted_files: vec![],
+        }
+    }
+}
+
 /// Deterministic bytes.
 pub fn bytes(seed: u32, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);

@@ -16,7 +16,7 @@ use shoal_proto::metainfo::Metainfo;
 
 use super::store::StoredTorrent;
 use super::types::*;
-use super::{unix_now, Service, ServiceError, TorrentRef};
+use super::{Service, ServiceError, TorrentRef};
 use crate::api::TorrentState;
 use crate::magnet_task::{MagnetControl, MagnetError};
 use crate::session::{SessionError, TorrentHandle};
@@ -55,32 +55,17 @@ impl Service {
             });
         }
         let dir = self.prepare_download_dir(request.download_dir)?;
-        let stored = {
-            let mut state = self.lock();
-            state.list.next_id = state.list.next_id.max(1);
-            let id = state.list.next_id;
-            state.list.next_id += 1;
-            let stored = StoredTorrent {
-                id,
-                info_hash: info_hash.clone(),
-                name: display_name(&magnet),
-                download_dir: dir,
-                paused: request.paused,
-                files_wanted: Vec::new(),
-                file_priorities: Vec::new(),
-                sequential: false,
-                download_limit: None,
-                upload_limit: None,
-                added_at: unix_now(),
-                magnet: Some(link),
-            };
-            state.list.torrents.push(stored.clone());
-            stored
+        let stored = StoredTorrent {
+            magnet: Some(link),
+            ..self.new_stored(
+                info_hash.clone(),
+                display_name(&magnet),
+                dir,
+                request.paused,
+            )
         };
-        self.save_list().map_err(|source| ServiceError::Io {
-            what: "save the torrent list".into(),
-            source,
-        })?;
+        self.lock().list.torrents.push(stored.clone());
+        self.save_list()?;
         self.lock_totals().torrent_added();
         self.spawn_fetch(&stored);
         self.emit(ServiceEvent::Added {

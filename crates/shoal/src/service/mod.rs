@@ -470,9 +470,42 @@ impl Service {
         }
     }
 
-    fn save_list(&self) -> std::io::Result<()> {
+    fn save_list(&self) -> Result<(), ServiceError> {
         let list = self.lock().list.clone();
-        self.store.save_list(&list)
+        self.store
+            .save_list(&list)
+            .map_err(|source| ServiceError::Io {
+                what: "save the torrent list".into(),
+                source,
+            })
+    }
+
+    /// A new list entry: the next free id, default settings, added now. Not yet in the list.
+    fn new_stored(
+        &self,
+        info_hash: String,
+        name: String,
+        download_dir: std::path::PathBuf,
+        paused: bool,
+    ) -> StoredTorrent {
+        let mut state = self.lock();
+        state.list.next_id = state.list.next_id.max(1);
+        let id = state.list.next_id;
+        state.list.next_id += 1;
+        StoredTorrent {
+            id,
+            info_hash,
+            name,
+            download_dir,
+            paused,
+            files_wanted: Vec::new(),
+            file_priorities: Vec::new(),
+            sequential: false,
+            download_limit: None,
+            upload_limit: None,
+            added_at: unix_now(),
+            magnet: None,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use shoal_proto::InfoHash;
 use super::relocate;
 use super::store::{self, StoredTorrent};
 use super::types::*;
-use super::{rate_limits, unix_now, Service, ServiceError, TorrentRef, MAX_METAINFO_BYTES};
+use super::{rate_limits, Service, ServiceError, TorrentRef, MAX_METAINFO_BYTES};
 use crate::api::{AddTorrent, TorrentInspection};
 use crate::session::TorrentHandle;
 
@@ -60,25 +60,14 @@ impl Service {
                 files_wanted[i] = false;
             }
         }
-        let stored = {
-            let mut state = self.lock();
-            state.list.next_id = state.list.next_id.max(1);
-            let id = state.list.next_id;
-            state.list.next_id += 1;
-            StoredTorrent {
-                id,
-                info_hash: info_hash.clone(),
-                name: meta.info.name().to_owned(),
-                download_dir: dir,
-                paused: request.paused,
-                files_wanted,
-                file_priorities: Vec::new(),
-                sequential: false,
-                download_limit: None,
-                upload_limit: None,
-                added_at: unix_now(),
-                magnet: None,
-            }
+        let stored = StoredTorrent {
+            files_wanted,
+            ..self.new_stored(
+                info_hash.clone(),
+                meta.info.name().to_owned(),
+                dir,
+                request.paused,
+            )
         };
         self.store
             .save_metainfo(&info_hash, &metainfo)
@@ -93,10 +82,7 @@ impl Service {
             state.list.torrents.push(stored.clone());
             state.metas.insert(info_hash.clone(), Arc::clone(&meta));
         }
-        self.save_list().map_err(|source| ServiceError::Io {
-            what: "save the torrent list".into(),
-            source,
-        })?;
+        self.save_list()?;
         self.lock_totals().torrent_added();
         self.emit(ServiceEvent::Added {
             info_hash,
@@ -198,10 +184,7 @@ impl Service {
             state.list.torrents.retain(|t| t.id != stored.id);
             state.metas.remove(&stored.info_hash);
         }
-        self.save_list().map_err(|source| ServiceError::Io {
-            what: "save the torrent list".into(),
-            source,
-        })?;
+        self.save_list()?;
         self.emit(ServiceEvent::Removed {
             info_hash: stored.info_hash,
         });
@@ -390,10 +373,7 @@ impl Service {
             change(entry);
             entry.clone()
         };
-        self.save_list().map_err(|source| ServiceError::Io {
-            what: "save the torrent list".into(),
-            source,
-        })?;
+        self.save_list()?;
         Ok(updated)
     }
 }

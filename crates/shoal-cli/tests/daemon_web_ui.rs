@@ -68,30 +68,6 @@ fn browser_available() -> bool {
     false
 }
 
-/// `shoal create --tracker URL`; returns the infohash.
-fn create_torrent(content: &Path, tracker: &str, out: &Path) -> Result<String> {
-    let created = Command::new(SHOAL)
-        .args(["create", "--piece-size", "32K", "--no-date", "--tracker"])
-        .arg(tracker)
-        .arg("-o")
-        .arg(out)
-        .arg(content)
-        .output()?;
-    ensure!(
-        created.status.success(),
-        "shoal create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let info = Command::new(SHOAL)
-        .args(["info", "--json"])
-        .arg(out)
-        .output()?;
-    let json: serde_json::Value = serde_json::from_slice(&info.stdout)?;
-    let hash = json["info_hash"].as_str().unwrap_or_default().to_owned();
-    ensure!(hash.len() == 40, "no infohash in shoal info --json: {json}");
-    Ok(hash)
-}
-
 /// Waits until the tracker knows the seeder for `hash`, counted as complete or not (a seeder may
 /// announce `started` before its data check ends; the `stopped` probe adds nobody).
 fn wait_for_seeder(tracker: &OpenTracker, hash: &str) -> Result<()> {
@@ -185,7 +161,7 @@ fn flow() -> Result<()> {
     let content = write_dataset(&work.join("seed"), "data", &[600_000, 123_457], 31)?;
     let tracker = OpenTracker::start(&[])?;
     let torrent = work.join("data.torrent");
-    let hash = create_torrent(&content, &tracker.http_url(), &torrent)?;
+    let (_, hash) = create_with_tracker(&content, &tracker.http_url(), &torrent)?;
     tracker.allow(&hash)?;
     let seeder = RefClient::new(Kind::Shoal).seed(&torrent, &work.join("seed"), loopback(1))?;
     wait_for_seeder(&tracker, &hash).map_err(|e| {

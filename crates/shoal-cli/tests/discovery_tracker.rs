@@ -8,7 +8,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::Result;
@@ -16,34 +16,6 @@ use support::*;
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 const MIB: u64 = 1 << 20;
-
-/// `shoal create --tracker URL` for `content`; returns the torrent path and its infohash.
-fn create_with_tracker(content: &Path, url: &str, out: &Path) -> Result<(PathBuf, String)> {
-    create_with_trackers(content, &[url], out)
-}
-
-/// `shoal create` with one tier per URL, in order.
-fn create_with_trackers(content: &Path, urls: &[&str], out: &Path) -> Result<(PathBuf, String)> {
-    let mut create = Command::new(SHOAL);
-    create.args(["create", "--piece-size", "32K", "--no-date"]);
-    for url in urls {
-        create.args(["--tracker", url]);
-    }
-    let status = create.arg("-o").arg(out).arg(content).output()?;
-    anyhow::ensure!(
-        status.status.success(),
-        "shoal create: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let info = Command::new(SHOAL)
-        .args(["info", "--json"])
-        .arg(out)
-        .output()?;
-    let json: serde_json::Value = serde_json::from_slice(&info.stdout)?;
-    let hash = json["info_hash"].as_str().unwrap_or_default().to_owned();
-    anyhow::ensure!(hash.len() == 40, "no infohash in shoal info --json: {json}");
-    Ok((out.to_path_buf(), hash))
-}
 
 fn shoal_downloads_from_libtorrent_through(udp: bool) -> Result<()> {
     shoal_downloads_through(Kind::Libtorrent, udp)

@@ -47,7 +47,7 @@ pub use data::{
 pub use inproc::InProcShoal;
 pub use netns::Netns;
 pub use process::Proc;
-pub use trackers::{OpenTracker, PeerListTracker};
+pub use trackers::{create_with_tracker, create_with_trackers, OpenTracker, PeerListTracker};
 
 pub use std::time::Duration;
 

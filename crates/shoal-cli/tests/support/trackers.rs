@@ -13,7 +13,8 @@
 //! told to dial an address (aria2c, Transmission).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -236,4 +237,36 @@ impl PeerListTracker {
     pub fn into_proc(self) -> Proc {
         self.proc
     }
+}
+
+/// `shoal create --tracker URL` for `content`; returns the torrent path and its infohash.
+pub fn create_with_tracker(content: &Path, url: &str, out: &Path) -> Result<(PathBuf, String)> {
+    create_with_trackers(content, &[url], out)
+}
+
+/// `shoal create` with one tier per URL, in order.
+pub fn create_with_trackers(
+    content: &Path,
+    urls: &[&str],
+    out: &Path,
+) -> Result<(PathBuf, String)> {
+    let mut create = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    create.args(["create", "--piece-size", "32K", "--no-date"]);
+    for url in urls {
+        create.args(["--tracker", url]);
+    }
+    let status = create.arg("-o").arg(out).arg(content).output()?;
+    anyhow::ensure!(
+        status.status.success(),
+        "shoal create: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let info = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["info", "--json"])
+        .arg(out)
+        .output()?;
+    let json: serde_json::Value = serde_json::from_slice(&info.stdout)?;
+    let hash = json["info_hash"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(hash.len() == 40, "no infohash in shoal info --json: {json}");
+    Ok((out.to_path_buf(), hash))
 }

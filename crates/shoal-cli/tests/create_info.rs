@@ -1,6 +1,6 @@
 //! `shoal create` and `shoal info` as a user runs them: outputs, refusals, exit codes.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -4,7 +4,7 @@
 //! These tests need the tools CI installs; without them they fail naming the missing tool,
 //! unless `SHOAL_SKIP_INTEROP=1` is set.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

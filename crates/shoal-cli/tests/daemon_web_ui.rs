@@ -14,8 +14,7 @@
 //! developer's machine, but **fail** when the environment variable `CI` is `true` or `1` (as in
 //! `.ci/run`, which installs all three through `.ci/install-deps`).
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -11,10 +11,8 @@
 //!
 //! Each download is compared byte for byte with the source.
 
-#[path = "support/discovery.rs"]
-mod discovery;
-#[path = "support/mod.rs"]
-mod support;
+use crate::discovery;
+use crate::support;
 
 use std::net::SocketAddr;
 

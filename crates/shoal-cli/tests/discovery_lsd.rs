@@ -3,10 +3,8 @@
 //! 224.0.0.0/4, nothing else): the downloader is given no peer, no tracker and no DHT, and
 //! finds the seeder only from its LSD announces. Nothing leaves the namespace.
 
-#[path = "support/discovery.rs"]
-mod discovery;
-#[path = "support/mod.rs"]
-mod support;
+use crate::discovery;
+use crate::support;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;

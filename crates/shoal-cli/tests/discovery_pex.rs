@@ -8,10 +8,8 @@
 //! the whole test), so A can finish in the time allowed only by downloading from C, which it can reach only if it used the `ut_pex` message in which B lists C. The test
 //! checks both: C logs a connection from A's address (C never dials out, so A opened it), and A's copy matches the source.
 
-#[path = "support/discovery.rs"]
-mod discovery;
-#[path = "support/mod.rs"]
-mod support;
+use crate::discovery;
+use crate::support;
 
 use std::time::Instant;
 

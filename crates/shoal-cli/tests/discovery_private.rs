@@ -8,10 +8,8 @@
 //! PEX for them (`shoal-engine` torrent tests, `shoal-sim` private swarm scenario). Its first
 //! PEX round comes 60 s after start, too late for a test of this size to watch it not happen.
 
-#[path = "support/discovery.rs"]
-mod discovery;
-#[path = "support/mod.rs"]
-mod support;
+use crate::discovery;
+use crate::support;
 
 use anyhow::Result;
 use discovery::*;

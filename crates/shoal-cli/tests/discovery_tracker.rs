@@ -5,8 +5,7 @@
 //! byte with the source. `shoal seed` shows each tracker's status: the working one `ok` with its
 //! next announce ahead, a dead one (closed loopback port) with its error.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -7,8 +7,7 @@
 //! 16 KiB block. They need the real clients (see `tests/interop/README.md`); a missing one fails
 //! the test naming it, unless `SHOAL_SKIP_INTEROP=1`.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -6,8 +6,7 @@
 //! These need the real clients (see `tests/interop/README.md`); a missing one fails the test
 //! naming it, unless `SHOAL_SKIP_INTEROP=1`.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -7,8 +7,7 @@
 //! (see `tests/interop/README.md`); a missing one fails the test naming it, unless
 //! `SHOAL_SKIP_INTEROP=1`.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::net::{IpAddr, SocketAddr};
 

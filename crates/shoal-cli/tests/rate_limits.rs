@@ -7,8 +7,7 @@
 //! half-second burst permits, so a slow CI machine can only make the transfer longer. The data
 //! must still arrive intact.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,8 +2,7 @@
 //! the result equals the source byte for byte, and no piece the resume file had marked complete
 //! at the moment of the kill fails its hash.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

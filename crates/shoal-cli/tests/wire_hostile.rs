@@ -12,8 +12,7 @@
 //!    downloads from that shoal gets correct data without a single re-download (0 bad bytes
 //!    served).
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -3,7 +3,7 @@
 //! before the metadata arrived, removing while fetching, verify after a byte was damaged on
 //! disk, moving a complete torrent's data, and transfer totals across a restart.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

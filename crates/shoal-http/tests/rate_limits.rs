@@ -5,7 +5,7 @@
 //! `torrent-get` and reach the torrent. Durations are only bounded from below (70% of the
 //! ideal), never from above.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Restart the daemon in the middle of a download: it comes back with the same torrent and
 //! settings and goes on without downloading verified pieces again.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! credentials off loopback gives 401, `..` in static URLs gives 404, a save path outside the
 //! download roots is refused; and the OpenAPI document matches the routes.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

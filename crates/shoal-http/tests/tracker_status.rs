@@ -7,7 +7,7 @@
 //! figures and, having no peer connected, its next announce at the min interval (a torrent short
 //! of peers announces sooner); a torrent announcing to the other two shows each one's error.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -2,7 +2,7 @@
 //! `transmission-rpc` Python library each add a torrent, list it, stop and start it, change its
 //! wanted files, and remove it with its data.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

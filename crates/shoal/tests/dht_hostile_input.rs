@@ -2,7 +2,7 @@
 //! bombs, responses with transaction ids we never used, malformed queries, a flood. After each
 //! kind the node must still answer a plain `ping` and still serve lookups.
 
-mod dht_support;
+use crate::dht_support;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;

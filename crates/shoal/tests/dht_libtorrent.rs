@@ -3,7 +3,7 @@
 //! libtorrent runs with its loopback and "dark internet" restrictions off (see
 //! `dht_support/lt_dht.py`); nothing leaves the machine.
 
-mod dht_support;
+use crate::dht_support;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

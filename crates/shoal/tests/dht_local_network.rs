@@ -3,7 +3,7 @@
 //! note (run with `--nocapture` to see them). Then a node restarts from its saved routing table
 //! alone and still finds the peer. Nothing here contacts an address beyond 127.0.0.1.
 
-mod dht_support;
+use crate::dht_support;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};

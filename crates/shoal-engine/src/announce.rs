@@ -34,8 +34,15 @@
 //!   announced but `stopped`: what is left is not known yet, and a seed would be listed as a
 //!   leecher until its next announce.
 //!
-//! Every tracker's state (last error, next announce, seeders and leechers) is visible through
-//! [`AnnounceSchedule::trackers`].
+//! Scrapes (BEP 48 over HTTP, BEP 15 over UDP) run beside the announces, one at a time, with their
+//! own verbs: [`AnnounceSchedule::poll_scrape`], [`AnnounceSchedule::handle_scrape_reply`],
+//! [`AnnounceSchedule::handle_scrape_failure`] and [`AnnounceSchedule::poll_scrape_timeout`]; the
+//! policy is in the [`scrape`] module's docs.
+//!
+//! Every tracker's state (last error, next announce, seeders and leechers, the last scrape) is
+//! visible through [`AnnounceSchedule::trackers`].
+
+pub mod scrape;
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +74,10 @@ pub struct AnnounceConfig {
     /// How soon a torrent short of peers announces again when the tracker sent no
     /// `min interval`. Default 60 s.
     pub short_of_peers_interval: Duration,
+    /// How long after a tracker's first successful announce it is scraped. Default 5 s.
+    pub scrape_delay: Duration,
+    /// Time between two scrapes of a tracker (never less than its `min interval`). Default 30 min.
+    pub scrape_interval: Duration,
 }
 
 impl Default for AnnounceConfig {
@@ -81,6 +92,8 @@ impl Default for AnnounceConfig {
             backoff_max: Duration::from_secs(3600),
             few_peers: 5,
             short_of_peers_interval: Duration::from_secs(60),
+            scrape_delay: Duration::from_secs(5),
+            scrape_interval: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -149,10 +162,23 @@ pub struct TrackerStatus {
     pub last_success: Option<Instant>,
     /// When its last announce ended, well or not (`None`: never contacted).
     pub last_announce: Option<Instant>,
+    /// Seeders and leechers as its last announce or scrape counted them, whichever came later
+    /// (an announce that does not say keeps the scrape's figures).
     pub seeders: Option<u32>,
     pub leechers: Option<u32>,
     /// Peers in its last reply.
     pub last_peer_count: usize,
+    /// How many times it saw the download finish, from its last successful scrape.
+    pub downloaded: Option<u32>,
+    /// A scrape is out.
+    pub scraping: bool,
+    /// When its last scrape ended, well or not (`None`: never scraped).
+    pub last_scrape: Option<Instant>,
+    /// Why its last scrape failed; `None` after a success.
+    pub last_scrape_error: Option<String>,
+    /// When it will be scraped next; `None` when it does not support scrape, before its first
+    /// successful announce, while a scrape is out, and when stopped.
+    pub next_scrape: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -174,6 +200,7 @@ struct Tracker {
     leechers: Option<u32>,
     last_peer_count: usize,
     tracker_id: Option<Vec<u8>>,
+    scrape: scrape::ScrapeSlot,
 }
 
 impl Tracker {
@@ -208,6 +235,8 @@ pub struct AnnounceSchedule {
     earliest_manual: Instant,
     completed_pending: bool,
     in_flight: Option<(usize, AnnounceEvent)>,
+    /// The tracker whose scrape is out.
+    scrape_in_flight: Option<usize>,
     stopping: Option<Instant>,
 }
 
@@ -245,6 +274,7 @@ impl AnnounceSchedule {
             earliest_manual: now,
             completed_pending: false,
             in_flight: None,
+            scrape_in_flight: None,
             stopping: None,
         }
     }
@@ -329,8 +359,12 @@ impl AnnounceSchedule {
         tracker.min_interval = Some(min_interval);
         tracker.last_success = Some(now);
         tracker.last_announce = Some(now);
-        tracker.seeders = reply.seeders;
-        tracker.leechers = reply.leechers;
+        if reply.seeders.is_some() {
+            tracker.seeders = reply.seeders;
+        }
+        if reply.leechers.is_some() {
+            tracker.leechers = reply.leechers;
+        }
         tracker.last_peer_count = reply.peers.len();
         if reply.tracker_id.is_some() {
             tracker.tracker_id = reply.tracker_id.clone();
@@ -347,6 +381,10 @@ impl AnnounceSchedule {
             self.short_due = now + short;
             self.earliest_manual = now + min_interval;
             self.promote(index);
+            if self.scrape_in_flight != Some(index) {
+                let delay = self.config.scrape_delay;
+                self.trackers[index].scrape.arm(now, delay, min_interval);
+            }
         }
     }
 
@@ -407,6 +445,7 @@ impl AnnounceSchedule {
     pub fn handle_stop(&mut self, now: Instant) {
         self.stopping = Some(now);
         self.in_flight = None;
+        self.stop_scrapes();
     }
 
     /// Undo [`AnnounceSchedule::handle_stop`] (a torrent resumed): `started` is due again.
@@ -495,6 +534,11 @@ impl AnnounceSchedule {
                     seeders: t.seeders,
                     leechers: t.leechers,
                     last_peer_count: t.last_peer_count,
+                    downloaded: t.scrape.downloaded(),
+                    scraping: self.scrape_in_flight == Some(i),
+                    last_scrape: t.scrape.last_scrape(),
+                    last_scrape_error: t.scrape.last_error().map(str::to_owned),
+                    next_scrape: t.scrape.due().filter(|_| self.stopping.is_none()),
                 }
             })
             .collect()
@@ -539,8 +583,10 @@ impl AnnounceSchedule {
 
 impl Tracker {
     fn new(raw: &str, tier: usize) -> Self {
+        let url = TrackerUrl::parse(raw).map_err(|e| e.to_string());
         Tracker {
-            url: TrackerUrl::parse(raw).map_err(|e| e.to_string()),
+            scrape: scrape::ScrapeSlot::new(url.as_ref().ok()),
+            url,
             raw_url: raw.to_owned(),
             tier,
             started_sent: false,

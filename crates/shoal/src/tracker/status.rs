@@ -121,6 +121,11 @@ mod tests {
             seeders: Some(1),
             leechers: None,
             last_peer_count: 7,
+            downloaded: Some(12),
+            scraping: false,
+            last_scrape: Some(mono - Duration::from_secs(10)),
+            last_scrape_error: None,
+            next_scrape: Some(mono + Duration::from_secs(1790)),
         }
     }
 

@@ -160,9 +160,22 @@ pub struct TrackerInfo {
     pub last_success: Option<u64>,
     /// Peers in its last reply.
     pub last_peers: usize,
-    /// Seeders and leechers as its last reply counted them, when it said.
+    /// Seeders and leechers as its last announce or scrape counted them, whichever came later.
     pub seeders: Option<u32>,
     pub leechers: Option<u32>,
+    /// How many times it saw the download finish, from its last successful scrape.
+    pub downloaded: Option<u32>,
+    /// A scrape is out.
+    #[serde(default)]
+    pub scraping: bool,
+    /// When its last scrape ended, well or not; `None`: never scraped.
+    pub last_scrape: Option<u64>,
+    /// Why its last scrape failed; cleared by the next success.
+    pub last_scrape_error: Option<String>,
+    /// When it will be scraped next; `None` when it cannot be scraped (an HTTP URL without
+    /// `announce` in its last path segment), before its first successful announce, while a
+    /// scrape is out, and when stopped.
+    pub next_scrape: Option<u64>,
     /// Why its last announce failed: a network error, a time-out, or the tracker's own
     /// `failure reason`; cleared by the next success.
     pub last_error: Option<String>,
@@ -197,6 +210,11 @@ impl TrackerInfo {
             last_peers: 0,
             seeders: None,
             leechers: None,
+            downloaded: None,
+            scraping: false,
+            last_scrape: None,
+            last_scrape_error: None,
+            next_scrape: None,
             last_error: None,
             warning: None,
             consecutive_failures: 0,

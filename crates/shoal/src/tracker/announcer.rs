@@ -2,9 +2,11 @@
 //!
 //! The loop is the boring driver the architecture asks for: poll the schedule for a request,
 //! perform it (at most one at a time), feed the reply or failure back, send the peers on, publish
-//! every tracker's status, sleep until `poll_timeout` or a command. [`AnnouncerCommand::Stop`]
-//! sends `stopped` to every tracker told `started` (each bounded by `stop_timeout`) and ends the
-//! task; cancelling the token ends it at once, without `stopped`.
+//! every tracker's status, sleep until `poll_timeout` or a command. Scrapes run the same way
+//! beside the announces (`poll_scrape`, at most one out): the reply's figures for this torrent
+//! go back to the schedule, which keeps them in the tracker's status. [`AnnouncerCommand::Stop`]
+//! drops a scrape that is out, sends `stopped` to every tracker told `started` (each bounded by
+//! `stop_timeout`) and ends the task; cancelling the token ends it at once, without `stopped`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,10 +14,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_engine::announce::scrape::ScrapeRequest;
 use shoal_engine::announce::{
     AnnounceRequest, AnnounceSchedule, TrackerKey, TrackerStatus, TransferTotals,
 };
-use shoal_proto::tracker::{Announce, AnnounceEvent, AnnounceReply};
+use shoal_proto::tracker::{Announce, AnnounceEvent, AnnounceReply, ScrapeStats};
 use shoal_proto::{InfoHash, PeerId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -62,8 +65,10 @@ pub struct AnnouncerHandle {
     pub task: JoinHandle<()>,
 }
 
-type InFlight =
-    Pin<Box<dyn Future<Output = (TrackerKey, Result<AnnounceReply, TrackerError>)> + Send>>;
+type Pending<T> = Pin<Box<dyn Future<Output = (TrackerKey, Result<T, TrackerError>)> + Send>>;
+type InFlight = Pending<AnnounceReply>;
+/// A scrape's figures for this torrent.
+type ScrapeInFlight = Pending<ScrapeStats>;
 
 /// Spawns the announcer task of one torrent. `totals` is read at each announce; learned peers
 /// (port 0 and unspecified addresses removed) go to `peers_tx` one reply at a time.
@@ -109,9 +114,7 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn wait_for(
-    in_flight: &mut Option<InFlight>,
-) -> (TrackerKey, Result<AnnounceReply, TrackerError>) {
+async fn wait_for<T>(in_flight: &mut Option<Pending<T>>) -> (TrackerKey, Result<T, TrackerError>) {
     match in_flight {
         Some(fut) => fut.await,
         None => std::future::pending().await,
@@ -125,12 +128,18 @@ impl Driver {
         cancel: CancellationToken,
     ) {
         let mut in_flight: Option<InFlight> = None;
+        let mut scrape: Option<ScrapeInFlight> = None;
         let mut commands_open = true;
         loop {
             if in_flight.is_none() {
                 let totals = (self.totals)();
                 if let Some(request) = self.schedule.poll_request(now(), totals) {
                     in_flight = Some(self.perform(request));
+                }
+            }
+            if scrape.is_none() {
+                if let Some(request) = self.schedule.poll_scrape(now()) {
+                    scrape = Some(self.scrape(request));
                 }
             }
             let trackers = self.schedule.trackers();
@@ -143,15 +152,24 @@ impl Driver {
                 info!("left the swarm");
                 return;
             }
-            let deadline = self
-                .schedule
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std);
+            // Both are `None` while their request is out.
+            let deadline = [
+                self.schedule.poll_timeout(),
+                self.schedule.poll_scrape_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 (key, result) = wait_for(&mut in_flight) => {
                     in_flight = None;
                     self.handle_result(key, result).await;
+                }
+                (key, result) = wait_for(&mut scrape) => {
+                    scrape = None;
+                    self.handle_scrape(key, result);
                 }
                 command = commands.recv(), if commands_open => {
                     let command = command.unwrap_or_else(|| {
@@ -160,10 +178,11 @@ impl Driver {
                     });
                     if command == AnnouncerCommand::Stop {
                         in_flight = None;
+                        scrape = None;
                     }
                     self.handle_command(command);
                 }
-                _ = sleep_until(deadline), if in_flight.is_none() => {}
+                _ = sleep_until(deadline) => {}
             }
         }
     }
@@ -210,6 +229,40 @@ impl Driver {
                 self.schedule.handle_failure(now, key, error.to_string());
             }
         }
+    }
+
+    fn handle_scrape(&mut self, key: TrackerKey, result: Result<ScrapeStats, TrackerError>) {
+        let now = now();
+        match result {
+            Ok(stats) => {
+                debug!(?stats, "tracker scraped");
+                self.schedule.handle_scrape_reply(now, key, stats);
+            }
+            Err(error) => {
+                debug!(%error, "scrape failed");
+                self.schedule
+                    .handle_scrape_failure(now, key, error.to_string());
+            }
+        }
+    }
+
+    /// Scrapes one tracker for this torrent; a reply that does not list it is an error.
+    fn scrape(&self, request: ScrapeRequest) -> ScrapeInFlight {
+        let client = self.client.clone();
+        let hash = self.torrent.info_hash;
+        debug!(url = %request.url, "scraping");
+        Box::pin(async move {
+            let result = client
+                .scrape(&request.url, &[hash])
+                .await
+                .and_then(|files| {
+                    files
+                        .into_iter()
+                        .find_map(|(h, stats)| (h == hash).then_some(stats))
+                        .ok_or(TrackerError::NotInScrape)
+                });
+            (request.tracker, result)
+        })
     }
 
     fn perform(&self, request: AnnounceRequest) -> InFlight {

@@ -108,6 +108,8 @@ pub enum TrackerError {
     NoAddress { host: String, family: &'static str },
     #[error("tracker {url} has no scrape URL")]
     ScrapeUnsupported { url: String },
+    #[error("the scrape reply does not list this torrent")]
+    NotInScrape,
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -86,6 +86,11 @@ impl Clock {
             last_peers: t.last_peer_count,
             seeders: t.seeders,
             leechers: t.leechers,
+            downloaded: t.downloaded,
+            scraping: t.scraping,
+            last_scrape: t.last_scrape.map(|at| self.unix(at)),
+            last_scrape_error: t.last_scrape_error.clone(),
+            next_scrape: t.next_scrape.map(|at| self.unix(at)),
             last_error: t.last_error.clone(),
             warning: t.warning.clone(),
             consecutive_failures: t.consecutive_failures,
@@ -143,6 +148,11 @@ mod tests {
         assert_eq!((info.tier, info.last_peers, info.seeders), (1, 7, Some(1)));
         assert_eq!(info.interval_secs, Some(1800));
         assert_eq!(info.last_error.as_deref(), Some("refused"));
+        assert_eq!(info.downloaded, Some(12));
+        assert_eq!(
+            (info.last_scrape, info.next_scrape, info.scraping),
+            (Some(999_990), Some(1_001_790), false)
+        );
     }
 
     #[test]

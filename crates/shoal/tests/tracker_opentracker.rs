@@ -1,7 +1,8 @@
 //! shoal's tracker client against a real `opentracker` (Debian's, whitelist-only) on 127.0.0.1:
 //! two peers announce over HTTP and over UDP and each learns the other's address; scrape counts
 //! them; an unlisted infohash is refused with the tracker's own words; the announcer task
-//! delivers peers and leaves the swarm with `stopped`.
+//! delivers peers and leaves the swarm with `stopped`, and its scheduled scrape shows a seeder
+//! that joined after its announce and the tracker's download count.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +15,9 @@ use shoal::tracker::{
     run_announcer, Announce, AnnounceEvent, AnnouncerCommand, TorrentIdentity, TrackerClient,
     TrackerConfig, TrackerError, TrackerUrl,
 };
-use shoal_engine::announce::{AnnounceConfig, AnnounceSchedule, TrackerState, TransferTotals};
+use shoal_engine::announce::{
+    AnnounceConfig, AnnounceSchedule, TrackerState, TrackerStatus, TransferTotals,
+};
 use shoal_proto::{InfoHash, PeerId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -338,4 +341,116 @@ async fn announcer_task_finds_peers_and_leaves_with_stopped() {
         .await
         .unwrap();
     assert!(!gone.peers.contains(&addr(40001)), "{:?}", gone.peers);
+}
+
+/// Waits (20 s at most) until the announcer's only tracker satisfies `done`, and returns it.
+async fn wait_tracker(
+    status: &mut tokio::sync::watch::Receiver<Vec<TrackerStatus>>,
+    done: impl Fn(&TrackerStatus) -> bool,
+) -> TrackerStatus {
+    let waiting = async {
+        loop {
+            if let Some(t) = status.borrow_and_update().first().filter(|t| done(t)) {
+                return t.clone();
+            }
+            status.changed().await.expect("the announcer runs");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("tracker never got there: {:#?}", status.borrow()))
+}
+
+/// A leecher's announcer learns from its scheduled scrape what its announce could not tell: a
+/// seeder that joined after it, and that the torrent was downloaded once.
+async fn a_scrape_shows_a_seeder_that_came_later(udp: bool) {
+    let hash = InfoHash([if udp { 0x3d } else { 0x3c }; 20]);
+    let tracker = Opentracker::start(&[hash]);
+    let url = if udp { tracker.udp() } else { tracker.http() };
+    let client = Arc::new(client());
+    let config = AnnounceConfig {
+        scrape_delay: Duration::from_secs(3),
+        ..AnnounceConfig::default()
+    };
+    let schedule = AnnounceSchedule::new(
+        tokio::time::Instant::now().into_std(),
+        &[vec![url.to_string()]],
+        config,
+        7,
+    );
+    let identity = TorrentIdentity {
+        info_hash: hash,
+        peer_id: PeerId::shoal([1; 12]),
+        port: 40001,
+        stop_timeout: Duration::from_secs(2),
+    };
+    let totals = || TransferTotals {
+        uploaded: 0,
+        downloaded: 0,
+        left: 1000,
+    };
+    let (peers_tx, _peers_rx) = mpsc::channel(4);
+    let handle = run_announcer(
+        schedule,
+        client.clone(),
+        identity,
+        totals,
+        peers_tx,
+        CancellationToken::new(),
+    );
+    let mut status = handle.status.clone();
+
+    // Our announce: alone in the swarm, nothing scraped yet, a scrape scheduled.
+    let announced = wait_tracker(&mut status, |t| t.state == TrackerState::Working).await;
+    assert_eq!(
+        (announced.seeders, announced.leechers, announced.downloaded),
+        (Some(0), Some(1), None),
+        "{url}"
+    );
+    assert_eq!(announced.last_scrape, None);
+    let scrape_at = announced.next_scrape.expect("a scrape is scheduled");
+    assert!(scrape_at > announced.last_success.unwrap(), "{announced:?}");
+
+    // A seeder joins after us: it downloaded the torrent, so the tracker counts one download.
+    client
+        .announce(&url, &announce(hash, 2, 40002, AnnounceEvent::Started))
+        .await
+        .unwrap();
+    let completed = Announce {
+        left: 0,
+        downloaded: 1000,
+        ..announce(hash, 2, 40002, AnnounceEvent::Completed)
+    };
+    client.announce(&url, &completed).await.unwrap();
+
+    let scraped = wait_tracker(&mut status, |t| t.last_scrape.is_some()).await;
+    assert_eq!(scraped.last_scrape_error, None, "{url}");
+    assert_eq!(
+        (scraped.seeders, scraped.leechers, scraped.downloaded),
+        (Some(1), Some(1), Some(1)),
+        "{url}: {scraped:?}"
+    );
+    // Our announce is still the only one: the figures came from the scrape.
+    assert_eq!(scraped.last_announce, announced.last_announce);
+    let next = scraped.next_scrape.expect("the next scrape is scheduled");
+    assert!(
+        next - scraped.last_scrape.unwrap() >= Duration::from_secs(30 * 60),
+        "{scraped:?}"
+    );
+
+    handle.commands.send(AnnouncerCommand::Stop).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle.task)
+        .await
+        .expect("the announcer ends after stopping")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn http_scrape_shows_a_seeder_that_came_later() {
+    a_scrape_shows_a_seeder_that_came_later(false).await;
+}
+
+#[tokio::test]
+async fn udp_scrape_shows_a_seeder_that_came_later() {
+    a_scrape_shows_a_seeder_that_came_later(true).await;
 }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use shoal::api::{TorrentState, TrackerAnnounceState, TrackerInfo};
+use shoal::api::TorrentState;
 use shoal::service::{
     AddRequest, AddSource, FilesUpdate, ServiceError, SessionSettingsUpdate, TorrentDetail,
     TorrentRef, TorrentSettingsUpdate, TorrentView, TransferTotals,
@@ -26,6 +26,9 @@ use shoal::service::{
 
 use crate::security::SESSION_ID_HEADER;
 use crate::AppState;
+
+mod trackers;
+use trackers::{tracker_entry, tracker_stats};
 
 /// The RPC version we speak (Transmission 4.0's).
 pub const RPC_VERSION: u64 = 17;
@@ -653,145 +656,4 @@ fn peers_from(peers: &[shoal::api::PeerSummary]) -> Value {
         "fromLpd": count("lsd"), "fromIncoming": count("incoming"), "fromCache": count("manual"),
         "fromLtep": 0
     })
-}
-
-/// A tracker's `host:port` (Transmission's unique tracker name), or the URL when unparsable.
-fn tracker_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        && !authority.ends_with(']')
-    {
-        authority.to_owned()
-    } else {
-        let port = if url.starts_with("https:") { 443 } else { 80 };
-        format!("{authority}:{port}")
-    }
-}
-
-/// The scrape URL of an HTTP tracker (BEP 48: `announce` in the last path segment becomes
-/// `scrape`); empty when it has none.
-fn scrape_url(url: &str) -> String {
-    if !url.starts_with("http") {
-        return String::new();
-    }
-    match url.rfind('/') {
-        Some(slash) if url[slash + 1..].starts_with("announce") => {
-            format!(
-                "{}/scrape{}",
-                &url[..slash],
-                &url[slash + 1 + "announce".len()..]
-            )
-        }
-        _ => String::new(),
-    }
-}
-
-/// One entry of `trackers`.
-fn tracker_entry(id: usize, t: &TrackerInfo) -> Value {
-    json!({ "id": id, "tier": t.tier, "announce": t.url, "scrape": scrape_url(&t.url), "sitename": site_name(&t.url) })
-}
-
-/// The host without port or subdomains (`tracker.example.org` -> `example`), as Transmission 4
-/// names a site.
-fn site_name(url: &str) -> String {
-    let host = tracker_host(url);
-    let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-    let labels: Vec<&str> = host.split('.').collect();
-    if labels.len() >= 2
-        && labels
-            .iter()
-            .all(|l| !l.is_empty() && !l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        labels[labels.len() - 2].to_owned()
-    } else {
-        host.to_owned()
-    }
-}
-
-/// Transmission's `tr_tracker_state`: 0 inactive, 1 waiting, 2 queued, 3 active.
-fn announce_state(t: &TrackerInfo) -> u8 {
-    match t.status {
-        TrackerAnnounceState::Announcing => 3,
-        _ if t.next_announce.is_some() => 1,
-        _ => 0,
-    }
-}
-
-/// One entry of `trackerStats`, from the tracker's real status (-1 for counts it never sent).
-fn tracker_stats(id: usize, t: &TrackerInfo, all: &[TrackerInfo]) -> Value {
-    let succeeded = t.last_announce.is_some() && t.last_announce == t.last_success;
-    let result = match (&t.last_error, succeeded) {
-        (Some(error), false) => error.clone(),
-        _ if succeeded => t.warning.clone().unwrap_or_else(|| "Success".to_owned()),
-        _ => String::new(),
-    };
-    let in_use =
-        |other: &TrackerInfo| other.tier == t.tier && other.status != TrackerAnnounceState::Idle;
-    let is_backup = t.status == TrackerAnnounceState::Idle
-        && t.next_announce.is_none()
-        && all.iter().any(in_use);
-    let count = |n: Option<u32>| n.map_or(-1, i64::from);
-    json!({
-        "id": id, "tier": t.tier, "announce": t.url, "scrape": scrape_url(&t.url),
-        "host": tracker_host(&t.url), "sitename": site_name(&t.url),
-        "announceState": announce_state(t),
-        "hasAnnounced": t.last_announce.is_some(),
-        "lastAnnounceTime": t.last_announce.unwrap_or(0),
-        "lastAnnounceStartTime": t.last_announce.unwrap_or(0),
-        "lastAnnounceSucceeded": succeeded,
-        "lastAnnounceTimedOut": !succeeded && t.last_error.as_deref().is_some_and(|e| e.starts_with("no answer within")),
-        "lastAnnounceResult": result,
-        "lastAnnouncePeerCount": if succeeded { t.last_peers } else { 0 },
-        "nextAnnounceTime": t.next_announce.unwrap_or(0),
-        "seederCount": count(t.seeders), "leecherCount": count(t.leechers), "downloadCount": -1,
-        "hasScraped": false, "scrapeState": 0, "lastScrapeTime": 0, "lastScrapeStartTime": 0,
-        "lastScrapeSucceeded": false, "lastScrapeTimedOut": false, "lastScrapeResult": "", "nextScrapeTime": 0,
-        "isBackup": is_backup
-    })
-}
-
-#[cfg(test)]
-mod tracker_tests {
-    use super::*;
-
-    #[test]
-    fn tracker_names_follow_transmission() {
-        let table = [
-            (
-                "http://tracker.example.org/announce",
-                "tracker.example.org:80",
-                "example",
-                "http://tracker.example.org/scrape",
-            ),
-            (
-                "https://t.example.org:8443/a/announce.php?k=1",
-                "t.example.org:8443",
-                "example",
-                "https://t.example.org:8443/a/scrape.php?k=1",
-            ),
-            (
-                "udp://127.0.0.1:6969/announce",
-                "127.0.0.1:6969",
-                "127.0.0.1",
-                "",
-            ),
-            (
-                "http://127.0.0.1:7000/tracker",
-                "127.0.0.1:7000",
-                "127.0.0.1",
-                "",
-            ),
-        ];
-        for (url, host, site, scrape) in table {
-            assert_eq!(tracker_host(url), host, "{url}");
-            assert_eq!(site_name(url), site, "{url}");
-            assert_eq!(scrape_url(url), scrape, "{url}");
-        }
-    }
 }

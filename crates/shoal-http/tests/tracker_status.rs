@@ -2,10 +2,12 @@
 //! Transmission RPC's `trackerStats` and `trackers`.
 //!
 //! Three trackers on 127.0.0.1, run by the test: one that answers (1 peer, 3 seeders,
-//! 2 leechers, interval 1800 s, min interval 120 s), one that refuses with a `failure reason`,
-//! and a URL whose port is closed. A torrent announcing to the first must show it `ok` with those
-//! figures and, having no peer connected, its next announce at the min interval (a torrent short
-//! of peers announces sooner); a torrent announcing to the other two shows each one's error.
+//! 2 leechers, interval 1800 s, min interval 120 s; its scrape: 5 seeders, 6 leechers,
+//! 42 downloads), one that refuses with a `failure reason`, and a URL whose port is closed. A
+//! torrent announcing to the first must show it `ok` with those figures and, having no peer
+//! connected, its next announce at the min interval (a torrent short of peers announces sooner),
+//! then the scrape's figures a few seconds later; a torrent announcing to the other two shows
+//! each one's error.
 
 use crate::common;
 
@@ -21,7 +23,8 @@ use tokio::net::TcpListener;
 
 const REFUSAL: &str = "this tracker does not know you";
 
-/// An HTTP tracker that gives every announce the same bencoded `body`; returns its URL.
+/// An HTTP tracker that gives every announce the same bencoded `body` and every scrape the
+/// figures of [`scrape_reply`]; returns its URL.
 async fn fake_tracker(body: Vec<u8>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -30,7 +33,7 @@ async fn fake_tracker(body: Vec<u8>) -> String {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
-            let body = body.clone();
+            let announce_body = body.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 2048];
@@ -40,6 +43,11 @@ async fn fake_tracker(body: Vec<u8>) -> String {
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
+                let body = if request.starts_with(b"GET /scrape") {
+                    scrape_reply(&request)
+                } else {
+                    announce_body
+                };
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
                      Connection: close\r\n\r\n",
@@ -52,6 +60,29 @@ async fn fake_tracker(body: Vec<u8>) -> String {
         }
     });
     format!("http://{addr}/announce")
+}
+
+/// A scrape reply for the torrent the request names: 5 seeders, 6 leechers, 42 downloads.
+fn scrape_reply(request: &[u8]) -> Vec<u8> {
+    let request = String::from_utf8_lossy(request);
+    let query = request.split_once("info_hash=").map_or("", |(_, q)| q);
+    let escaped = query.split(['&', ' ']).next().unwrap_or("").as_bytes();
+    let mut hash = Vec::new();
+    let mut i = 0;
+    while i < escaped.len() {
+        if escaped[i] == b'%' {
+            let hex = std::str::from_utf8(&escaped[i + 1..i + 3]).unwrap();
+            hash.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            hash.push(escaped[i]);
+            i += 1;
+        }
+    }
+    let mut body = format!("d5:filesd{}:", hash.len()).into_bytes();
+    body.extend_from_slice(&hash);
+    body.extend_from_slice(b"d8:completei5e10:downloadedi42e10:incompletei6eeee");
+    body
 }
 
 /// A loopback URL nobody listens on.
@@ -202,6 +233,28 @@ async fn tracker_status_reaches_the_json_api_and_the_rpc() {
         "next announce {} s after the last",
         next - last
     );
+    assert_eq!((ok.downloaded, ok.last_scrape), (None, None));
+    assert!(ok.next_scrape.is_some(), "{ok:?}");
+
+    // A few seconds after the announce, the scrape's figures replace the announce's.
+    let scraped = wait_trackers(&service, good, |t| t[0].last_scrape.is_some())
+        .await
+        .remove(0);
+    assert_eq!(
+        (
+            scraped.seeders,
+            scraped.leechers,
+            scraped.downloaded,
+            scraped.last_scrape_error.clone()
+        ),
+        (Some(5), Some(6), Some(42), None)
+    );
+    let scraped_at = scraped.last_scrape.unwrap();
+    assert!(scraped_at >= last, "{scraped:?}");
+    assert!(
+        (1799..=1801).contains(&(scraped.next_scrape.unwrap() - scraped_at)),
+        "{scraped:?}"
+    );
 
     let failing = wait_trackers(&service, bad, |t| {
         t.iter().all(|t| t.status == TrackerAnnounceState::Error)
@@ -234,7 +287,11 @@ async fn tracker_status_reaches_the_json_api_and_the_rpc() {
             &listed[0]["status"],
             &listed[0]["seeders"]
         ),
-        (&json!(working), &json!("ok"), &json!(3))
+        (&json!(working), &json!("ok"), &json!(5))
+    );
+    assert_eq!(
+        (&listed[0]["downloaded"], &listed[0]["last_scrape"]),
+        (&json!(42), &json!(scraped_at))
     );
     assert_eq!(listed[0]["next_announce"], json!(next));
     let listed = api_trackers(addr, bad).await;
@@ -264,9 +321,17 @@ async fn tracker_status_reaches_the_json_api_and_the_rpc() {
     assert_eq!(stats["lastAnnounceTime"], json!(last));
     assert_eq!(stats["nextAnnounceTime"], json!(next));
     assert_eq!(
-        (&stats["seederCount"], &stats["leecherCount"]),
-        (&json!(3), &json!(2))
+        (
+            &stats["seederCount"],
+            &stats["leecherCount"],
+            &stats["downloadCount"]
+        ),
+        (&json!(5), &json!(6), &json!(42))
     );
+    assert_eq!(stats["hasScraped"], json!(true));
+    assert_eq!(stats["lastScrapeSucceeded"], json!(true));
+    assert_eq!(stats["lastScrapeTime"], json!(scraped_at));
+    assert_eq!(stats["scrapeState"], json!(1), "waiting");
     assert_eq!(stats["announceState"], json!(1), "waiting");
     assert_eq!(of(good)["trackers"][0]["announce"], json!(working));
     assert_eq!(of(good)["trackers"][0]["tier"], json!(0));
@@ -277,6 +342,7 @@ async fn tracker_status_reaches_the_json_api_and_the_rpc() {
         assert_eq!(stats["lastAnnounceSucceeded"], json!(false), "{stats}");
         assert_eq!(stats["hasAnnounced"], json!(true), "{stats}");
         assert_eq!(stats["seederCount"], json!(-1), "{stats}");
+        assert_eq!(stats["hasScraped"], json!(false), "{stats}");
     }
     let refused = bad_stats
         .iter()

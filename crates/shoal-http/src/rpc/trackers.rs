@@ -72,9 +72,31 @@ fn announce_state(t: &TrackerInfo) -> u8 {
     }
 }
 
+/// The same states for scrapes: active while one is out, waiting while one is scheduled.
+fn scrape_state(t: &TrackerInfo) -> u8 {
+    match (t.scraping, t.next_scrape) {
+        (true, _) => 3,
+        (false, Some(_)) => 1,
+        (false, None) => 0,
+    }
+}
+
+/// Whether an error is the tracker client's time-out.
+fn timed_out(error: Option<&str>) -> bool {
+    error.is_some_and(|e| e.starts_with("no answer within"))
+}
+
 /// One entry of `trackerStats`, from the tracker's real status (-1 for counts it never sent).
+/// Seeders and leechers are the latest figures of an announce or a scrape; the download count
+/// comes from the scrape only.
 pub(super) fn tracker_stats(id: usize, t: &TrackerInfo, all: &[TrackerInfo]) -> Value {
     let succeeded = t.last_announce.is_some() && t.last_announce == t.last_success;
+    let scraped = t.last_scrape.is_some() && t.last_scrape_error.is_none();
+    let scrape_result = match &t.last_scrape_error {
+        Some(error) => error.clone(),
+        None if scraped => "Success".to_owned(),
+        None => String::new(),
+    };
     let result = match (&t.last_error, succeeded) {
         (Some(error), false) => error.clone(),
         _ if succeeded => t.warning.clone().unwrap_or_else(|| "Success".to_owned()),
@@ -94,13 +116,16 @@ pub(super) fn tracker_stats(id: usize, t: &TrackerInfo, all: &[TrackerInfo]) -> 
         "lastAnnounceTime": t.last_announce.unwrap_or(0),
         "lastAnnounceStartTime": t.last_announce.unwrap_or(0),
         "lastAnnounceSucceeded": succeeded,
-        "lastAnnounceTimedOut": !succeeded && t.last_error.as_deref().is_some_and(|e| e.starts_with("no answer within")),
+        "lastAnnounceTimedOut": !succeeded && timed_out(t.last_error.as_deref()),
         "lastAnnounceResult": result,
         "lastAnnouncePeerCount": if succeeded { t.last_peers } else { 0 },
         "nextAnnounceTime": t.next_announce.unwrap_or(0),
-        "seederCount": count(t.seeders), "leecherCount": count(t.leechers), "downloadCount": -1,
-        "hasScraped": false, "scrapeState": 0, "lastScrapeTime": 0, "lastScrapeStartTime": 0,
-        "lastScrapeSucceeded": false, "lastScrapeTimedOut": false, "lastScrapeResult": "", "nextScrapeTime": 0,
+        "seederCount": count(t.seeders), "leecherCount": count(t.leechers),
+        "downloadCount": count(t.downloaded),
+        "hasScraped": t.last_scrape.is_some(), "scrapeState": scrape_state(t),
+        "lastScrapeTime": t.last_scrape.unwrap_or(0), "lastScrapeStartTime": t.last_scrape.unwrap_or(0),
+        "lastScrapeSucceeded": scraped, "lastScrapeTimedOut": timed_out(t.last_scrape_error.as_deref()),
+        "lastScrapeResult": scrape_result, "nextScrapeTime": t.next_scrape.unwrap_or(0),
         "isBackup": is_backup
     })
 }
@@ -142,5 +167,47 @@ mod tracker_tests {
             assert_eq!(site_name(url), site, "{url}");
             assert_eq!(scrape_url(url), scrape, "{url}");
         }
+    }
+
+    #[test]
+    fn scrape_figures_reach_tracker_stats() {
+        let mut t = TrackerInfo::listed(&[vec!["udp://t.test:6969".to_owned()]]).remove(0);
+        let before = tracker_stats(0, &t, std::slice::from_ref(&t));
+        assert_eq!(
+            (
+                &before["hasScraped"],
+                &before["downloadCount"],
+                &before["lastScrapeResult"]
+            ),
+            (&json!(false), &json!(-1), &json!(""))
+        );
+        assert_eq!(before["scrapeState"], json!(0));
+        t.seeders = Some(4);
+        t.leechers = Some(5);
+        t.downloaded = Some(17);
+        t.last_scrape = Some(1_000);
+        t.next_scrape = Some(2_800);
+        let ok = tracker_stats(0, &t, std::slice::from_ref(&t));
+        let fields = [
+            ("hasScraped", json!(true)),
+            ("lastScrapeSucceeded", json!(true)),
+            ("lastScrapeResult", json!("Success")),
+            ("lastScrapeTime", json!(1_000)),
+            ("nextScrapeTime", json!(2_800)),
+            ("scrapeState", json!(1)),
+            ("downloadCount", json!(17)),
+            ("seederCount", json!(4)),
+            ("leecherCount", json!(5)),
+        ];
+        for (name, want) in fields {
+            assert_eq!(ok[name], want, "{name}");
+        }
+        t.last_scrape_error = Some("no answer within 15s".to_owned());
+        t.scraping = true;
+        let failed = tracker_stats(0, &t, std::slice::from_ref(&t));
+        assert_eq!(failed["lastScrapeSucceeded"], json!(false));
+        assert_eq!(failed["lastScrapeTimedOut"], json!(true));
+        assert_eq!(failed["lastScrapeResult"], json!("no answer within 15s"));
+        assert_eq!(failed["scrapeState"], json!(3));
     }
 }

@@ -583,13 +583,14 @@ function trackerRow(t) {
   const tr = el("tr", { class: "tracker " + (t.status || "") });
   const known = (v) => (v === null || v === undefined ? "" : String(v));
   const swarm = t.seeders !== undefined && t.seeders !== null ? `${t.seeders} / ${known(t.leechers)}` : "";
+  const counts = swarm && t.downloaded !== undefined && t.downloaded !== null ? `${swarm} / ${t.downloaded}` : swarm;
   const message = t.last_error || t.warning || "";
   const status = el("td", { class: "status" }, known(t.status));
   if (t.consecutive_failures > 1) status.textContent += ` (${t.consecutive_failures}×)`;
   const url = el("td", { class: "path" }, known(t.url));
   if (message) url.appendChild(el("div", { class: "message" }, message));
   tr.append(el("td", {}, known(t.tier)), url, status,
-    el("td", { class: "num" }, t.last_success ? known(t.last_peers) : ""), el("td", { class: "num" }, swarm),
+    el("td", { class: "num" }, t.last_success ? known(t.last_peers) : ""), el("td", { class: "num" }, counts),
     el("td", {}, fmtWhen(t.last_announce)), el("td", {}, fmtWhen(t.next_announce)));
   return tr;
 }

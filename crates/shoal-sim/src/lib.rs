@@ -150,6 +150,12 @@ enum SimEvent {
         node: NodeId,
         done: DiskDone,
     },
+    /// The link took bytes a node transmitted (its "socket" has room again).
+    Sent {
+        node: NodeId,
+        peer: PeerKey,
+        bytes: u64,
+    },
 }
 
 /// A swarm in memory. See the crate documentation.
@@ -400,6 +406,14 @@ impl Sim {
                 }
                 self.drain(node);
             }
+            SimEvent::Sent { node, peer, bytes } => {
+                if let Some(Engine::Running(torrent)) =
+                    self.nodes.get_mut(&node).map(|n| &mut n.engine)
+                {
+                    torrent.handle_peer_sent(now, peer, bytes);
+                }
+                self.drain(node);
+            }
         }
     }
 
@@ -628,11 +642,25 @@ impl Sim {
             Side::Opener => &mut conn.from_opener,
             Side::Acceptor => &mut conn.from_acceptor,
         };
+        let taken = data.len() as u64;
         let data = direction.tap(data, node.behaviour, &mut node.sent);
+        let at = if data.is_empty() {
+            self.now
+        } else {
+            direction.schedule(self.now, data.len(), &node.link, &mut self.rng)
+        };
+        // The sender learns its bytes left once the link has carried them.
+        self.schedule(
+            at,
+            SimEvent::Sent {
+                node: id,
+                peer,
+                bytes: taken,
+            },
+        );
         if data.is_empty() {
             return;
         }
-        let at = direction.schedule(self.now, data.len(), &node.link, &mut self.rng);
         self.schedule(
             at,
             SimEvent::Deliver {

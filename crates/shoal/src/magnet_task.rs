@@ -145,6 +145,8 @@ impl MagnetTask {
                             fetch.handle_peer_closed(now(), peer);
                         }
                     }
+                    // A metadata fetch sends only small messages: nothing waits on the socket.
+                    PeerIoEvent::Sent { .. } => {}
                 },
                 Some(inc) = incoming.recv() => {
                     let key = fetch.handle_incoming(now(), inc.addr, inc.handshake);

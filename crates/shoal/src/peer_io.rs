@@ -3,7 +3,8 @@
 //! Each connection gets two tasks: a reader that forwards every chunk it reads to the torrent
 //! task (a bounded channel, so a slow torrent task slows the socket down instead of buffering
 //! without limit) and a writer that writes what the torrent task hands it, batching whatever is
-//! queued into one vectored write. Dropping the [`PeerIo`] handle, or cancelling its token, closes
+//! queued into one vectored write, and reports how many bytes each write took (the engine's
+//! upload buffer drains by those reports). Dropping the [`PeerIo`] handle, or cancelling its token, closes
 //! the connection; either side ending sends exactly one `Closed` to the torrent task.
 //!
 //! Rate limits (see [`crate::rate_limit`]) hook in at one place per direction: the reader charges
@@ -34,6 +35,12 @@ pub(crate) enum PeerIoEvent {
     Data {
         peer: PeerKey,
         data: Bytes,
+    },
+    /// The socket took this many bytes of what [`PeerIo::send`] queued (one report per
+    /// vectored write): the engine reads the peer's next requested blocks only as these come.
+    Sent {
+        peer: PeerKey,
+        bytes: u64,
     },
     Closed {
         peer: PeerKey,
@@ -183,6 +190,13 @@ async fn write_loop(
                 })
                 .await;
             return;
+        }
+        let sent = PeerIoEvent::Sent {
+            peer,
+            bytes: bytes as u64,
+        };
+        if events.send(sent).await.is_err() {
+            break;
         }
     }
     let _ = socket.shutdown().await;

@@ -228,6 +228,11 @@ impl Driver {
                     self.engine.handle_peer_bytes(now(), peer, data);
                 }
             }
+            PeerIoEvent::Sent { peer, bytes } => {
+                if self.peers.contains_key(&peer) {
+                    self.engine.handle_peer_sent(now(), peer, bytes);
+                }
+            }
             PeerIoEvent::Closed { peer, error } => {
                 if self.peers.remove(&peer).is_some() {
                     tracing::debug!(peer = peer.0, error = ?error, "peer connection closed");

@@ -53,8 +53,14 @@ pub struct PeerConfig {
     pub handshake_timeout: Duration,
     /// Drop the peer when nothing at all (not even a keep-alive) arrived for this long.
     pub idle_timeout: Duration,
-    /// How many of the peer's requests we hold at once; more are rejected (fast) or dropped.
+    /// How many of the peer's requests we hold at once, sent to it as our BEP 10 `reqq`; more
+    /// are rejected (fast) or dropped. A held request costs a few bytes until its block is read
+    /// (see `upload_buffer_bytes`). Default 1000: a peer keeps this many blocks in flight to
+    /// us, so it bounds the upload rate to 16 MB per round trip.
     pub max_queued_requests: usize,
+    /// Bytes we hold for one peer at most, read from disk or waiting for its socket; its next
+    /// requests are read only as its socket takes these. Default 2 MiB.
+    pub upload_buffer_bytes: u64,
     /// How many `piece` messages for blocks we never asked for are tolerated before we drop.
     pub max_unrequested_blocks: u32,
 }
@@ -65,7 +71,8 @@ impl Default for PeerConfig {
             keepalive_interval: Duration::from_secs(90),
             handshake_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(150),
-            max_queued_requests: 250,
+            max_queued_requests: 1000,
+            upload_buffer_bytes: 2 * 1024 * 1024,
             max_unrequested_blocks: 8,
         }
     }
@@ -857,6 +864,10 @@ impl PeerConn {
     }
     pub fn outstanding_request_count(&self) -> usize {
         self.our_requests.len()
+    }
+    /// True while the peer's request for `block` is one we hold (not cancelled, not dropped).
+    pub fn holds_request(&self, block: BlockRef) -> bool {
+        self.their_requests.contains(&block)
     }
     /// The peer's requests we hold.
     pub fn queued_request_count(&self) -> usize {

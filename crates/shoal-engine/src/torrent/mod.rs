@@ -29,6 +29,7 @@ mod ext;
 mod peers;
 mod pex;
 mod pieces;
+mod serve;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -67,6 +68,8 @@ struct Peer {
     /// Our requests in flight, queue depth, time-outs, snubbing, download rate.
     pipeline: RequestPipeline,
     upload: RateEstimator,
+    /// Its requests waiting for a disk read, and the bytes we hold for it (see `serve.rs`).
+    serve: serve::ServeQueue,
     /// BEP 10 state: the peer's extension ids, listen port, PEX and metadata bookkeeping.
     ext: ext::PeerExtensions,
 }
@@ -299,6 +302,16 @@ impl Torrent {
         }
     }
 
+    /// The runtime's socket for `peer` took `bytes` of what [`Output::Transmit`] handed out:
+    /// room for the next blocks we serve it (see `serve.rs`). A runtime that never reports
+    /// this serves each peer no more than [`crate::peer::PeerConfig::upload_buffer_bytes`].
+    pub fn handle_peer_sent(&mut self, _now: Instant, peer: PeerKey, bytes: u64) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.serve.sent(bytes);
+            self.serve_more(peer);
+        }
+    }
+
     /// A disk request finished.
     pub fn handle_disk(&mut self, now: Instant, done: DiskDone) {
         match done {
@@ -464,6 +477,7 @@ impl Torrent {
             conn,
             pipeline: RequestPipeline::new(now, self.config.pipeline),
             upload: RateEstimator::new(now, self.config.pipeline.rate_window),
+            serve: serve::ServeQueue::default(),
             ext: ext::PeerExtensions::new(now, self.metadata_allowance_cap()),
         }
     }
@@ -489,9 +503,15 @@ impl Torrent {
     /// go out as their own outputs, the buffers the disk read filled, without a copy.
     fn flush(&mut self) {
         for (&key, peer) in &mut self.peers {
-            while let Some(data) = peer.conn.poll_transmit_chunk() {
-                self.outputs.push_back(Output::Transmit { peer: key, data });
-            }
+            Self::flush_one(&mut self.outputs, key, peer);
+        }
+    }
+
+    /// [`Torrent::flush`] for one peer, counting what it is handed as held for it.
+    fn flush_one(outputs: &mut VecDeque<Output>, key: PeerKey, peer: &mut Peer) {
+        while let Some(data) = peer.conn.poll_transmit_chunk() {
+            peer.serve.transmitted(data.len());
+            outputs.push_back(Output::Transmit { peer: key, data });
         }
     }
 

@@ -137,13 +137,33 @@ impl Torrent {
         }
     }
 
-    /// The connection only reports requests for pieces we have and may serve: read them.
+    /// The connection only reports requests for pieces we have and may serve: queue them for a
+    /// read (see `serve.rs`).
     fn on_peer_request(&mut self, key: PeerKey, block: BlockRef) {
         if self.paused || !self.picker.have().get(block.piece()) {
             return;
         }
-        self.outputs
-            .push_back(Output::Disk(DiskRequest::Read { peer: key, block }));
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.serve.push(block);
+            self.serve_more(key);
+        }
+    }
+
+    /// Asks the disk for the peer's next waiting blocks while it holds less than the upload
+    /// buffer; requests it cancelled (or that a choke dropped) meanwhile are skipped.
+    pub(super) fn serve_more(&mut self, key: PeerKey) {
+        let watermark = self.config.peer.upload_buffer_bytes;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while let Some(block) = peer.serve.next_to_read(watermark) {
+            if peer.conn.holds_request(block) {
+                self.outputs
+                    .push_back(Output::Disk(DiskRequest::Read { peer: key, block }));
+            } else {
+                peer.serve.read_done(block);
+            }
+        }
     }
 
     fn on_block(&mut self, now: Instant, key: PeerKey, block: BlockRef, data: Bytes) {

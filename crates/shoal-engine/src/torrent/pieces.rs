@@ -160,6 +160,7 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        peer.serve.read_done(block);
         match result {
             Ok(data) => {
                 let before = peer.conn.stats().uploaded_payload;
@@ -169,6 +170,8 @@ impl Torrent {
                 if sent > 0 {
                     peer.upload.record(now, sent);
                 }
+                // Out now, so the block counts as held until the socket takes it.
+                Self::flush_one(&mut self.outputs, key, peer);
             }
             Err(failure) => {
                 peer.conn
@@ -176,6 +179,7 @@ impl Torrent {
                 self.disk_failed(now, failure);
             }
         }
+        self.serve_more(key);
     }
 
     /// Any disk failure pauses the torrent: nothing verified is lost, the user is told.

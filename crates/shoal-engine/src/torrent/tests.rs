@@ -10,7 +10,7 @@ use shoal_proto::wire::ext_handshake::{ExtendedHandshake, OUR_UT_METADATA_ID, OU
 use shoal_proto::wire::ut_metadata::MetadataMessage;
 use shoal_proto::wire::ut_pex::{PexFlags, PexMessage, PexPeer};
 use shoal_proto::wire::{Handshake, Message, Reserved};
-use shoal_proto::{Geometry, InfoHash, PeerId};
+use shoal_proto::{BlockRef, Geometry, InfoHash, PeerId};
 
 use super::*;
 use crate::peer::script::{encode, Remote};
@@ -170,7 +170,7 @@ fn extended_handshakes_are_exchanged_and_theirs_is_used() {
     assert_eq!(ours.ut_pex_id(), Some(OUR_UT_PEX_ID));
     assert_eq!(ours.listen_port, Some(6881));
     assert_eq!(ours.client.as_deref(), Some("shoal 0.1.0"));
-    assert_eq!(ours.request_queue_len, Some(250));
+    assert_eq!(ours.request_queue_len, Some(1000));
     assert_eq!(ours.metadata_size, Some(20_000));
     assert_eq!(ours.your_ip, Some(peer_addr().ip()));
 
@@ -576,4 +576,65 @@ fn an_idle_torrent_sets_no_deadline() {
     assert_eq!(torrent.poll_timeout(), None);
     let h = Harness::connect(params(true, false, None), full_reserved(), None);
     assert!(h.torrent.poll_timeout().is_some());
+}
+
+/// A peer that requests much is served only as fast as its socket takes the data: no more than
+/// the upload buffer is read ahead for it, and each `handle_peer_sent` lets more be read.
+#[test]
+fn reads_for_a_peer_stop_at_its_upload_buffer_until_its_socket_takes_bytes() {
+    let mut p = params(true, false, None);
+    p.config.peer.upload_buffer_bytes = 4 * 16384;
+    let mut h = Harness::connect(p, full_reserved(), None);
+    h.send(&[Message::HaveNone, Message::Interested]);
+    assert!(h.remote.take().contains(&Message::Unchoke));
+    let requests: Vec<Message> = (0..20)
+        .map(|i| Message::Request {
+            index: i / 2,
+            begin: (i % 2) * 16384,
+            length: 16384,
+        })
+        .collect();
+    h.send(&requests);
+    let reads = |h: &mut Harness| -> Vec<BlockRef> {
+        std::mem::take(&mut h.other)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Disk(crate::disk::DiskRequest::Read { block, .. }) => Some(block),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = reads(&mut h);
+    assert_eq!(
+        first.len(),
+        4,
+        "only the upload buffer's worth is read ahead"
+    );
+    for block in &first {
+        let data = Bytes::from(vec![7u8; block.len() as usize]);
+        h.torrent.handle_disk(
+            h.now,
+            crate::disk::DiskDone::Read {
+                peer: h.key,
+                block: *block,
+                result: Ok(data),
+            },
+        );
+    }
+    h.pump();
+    let served = h
+        .remote
+        .take()
+        .iter()
+        .filter(|m| matches!(m, Message::Piece { .. }))
+        .count();
+    assert_eq!(served, 4);
+    assert!(
+        reads(&mut h).is_empty(),
+        "nothing more until the socket took bytes"
+    );
+    // The socket took two blocks (and their headers): two more reads.
+    h.torrent.handle_peer_sent(h.now, h.key, 2 * (16384 + 13));
+    h.pump();
+    assert_eq!(reads(&mut h).len(), 2);
 }

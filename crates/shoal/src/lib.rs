@@ -9,6 +9,7 @@ pub mod dht;
 mod discovery;
 pub mod lsd;
 pub mod magnet_task;
+mod mapped;
 mod net;
 mod peer_io;
 pub mod rate_limit;

@@ -3,7 +3,7 @@
 //!
 //! The stream is cut into work units of whole pieces, at least [`UNIT_BYTES`] long (one piece
 //! when pieces are larger). Rayon hands units to its threads. Each thread hashes its pieces
-//! straight from read-only maps, [`MAP_WINDOW_BYTES`] at a time, of each file of [`MAP_MIN_BYTES`] or more (see [`super::mapped`]:
+//! straight from read-only maps, [`MAP_WINDOW_BYTES`] at a time, of each file of [`MAP_MIN_BYTES`] or more (see [`crate::mapped`]:
 //! no copy, and a file truncated meanwhile becomes [`CreateError::FileChanged`], not `SIGBUS`);
 //! smaller files, and any file that cannot be mapped, are read in [`CHUNK_BYTES`] chunks with
 //! positional reads (`read_exact_at`; a chunk that spans a file boundary is read from each file
@@ -22,9 +22,9 @@ use std::os::unix::fs::FileExt;
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
-use super::mapped::MappedFile;
 use super::walk::ContentFile;
 use super::CreateError;
+use crate::mapped::{Advice, MappedFile};
 
 /// Smallest amount of data one work unit covers: units this large keep the threads reading
 /// neighbouring parts of the stream, which suits read-ahead on a cold cache.
@@ -152,7 +152,7 @@ fn map_cached<'r>(
     if reader.mapped.as_ref().is_none_or(|(k, _)| *k != key) {
         reader.mapped = None;
         let handle = open_cached(&mut reader.open, key.0, file)?;
-        match MappedFile::new(handle, key.1, window_len) {
+        match MappedFile::new(handle, key.1, window_len, Advice::Sequential) {
             Some(map) => reader.mapped = Some((key, map)),
             None => return Ok(None),
         }

@@ -17,7 +17,6 @@
 
 mod build;
 mod hash;
-mod mapped;
 pub mod piece_size;
 pub mod walk;
 

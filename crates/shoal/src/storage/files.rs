@@ -41,6 +41,7 @@ use super::handles::FileHandles;
 use super::layout::FileLayout;
 use super::paths::resolve;
 use super::running_hash::RunningHashes;
+use super::serve_maps::ServeMaps;
 
 /// Tunables of one torrent's storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,8 @@ pub struct TorrentStorage {
     tainted: Mutex<BTreeSet<u32>>,
     /// Running hashes of the pieces being written.
     running: RunningHashes,
+    /// Mapped windows that blocks are served from without a copy.
+    serve_maps: ServeMaps,
 }
 
 impl TorrentStorage {
@@ -119,6 +122,7 @@ impl TorrentStorage {
             dirty,
             tainted: Mutex::new(BTreeSet::new()),
             running: RunningHashes::default(),
+            serve_maps: ServeMaps::default(),
         };
         storage.create_empty_files()?;
         Ok(storage)
@@ -315,9 +319,26 @@ impl TorrentStorage {
 
     /// Reads one block to serve it.
     pub fn read_block(&self, block: BlockRef) -> Result<Bytes, StorageError> {
+        let offset = self.geometry.block_offset(block);
+        if let Some(bytes) = self.mapped_block(offset, block.len()) {
+            return Ok(bytes);
+        }
         let mut buf = vec![0u8; block.len() as usize];
-        self.read_at(self.geometry.block_offset(block), &mut buf)?;
+        self.read_at(offset, &mut buf)?;
         Ok(Bytes::from(buf))
+    }
+
+    /// The block at stream `offset` as a slice of a file map, when it lies inside one real
+    /// (not padding) file and a map can be made; `None` sends the caller to a read.
+    fn mapped_block(&self, offset: u64, len: u32) -> Option<Bytes> {
+        let mut segments = self.layout.segments(offset, u64::from(len));
+        let segment = segments.next()?;
+        if segments.next().is_some() || self.layout.files()[segment.file].padding {
+            return None;
+        }
+        let file = self.handle(segment.file, false).ok()?;
+        self.serve_maps
+            .block(segment.file, &file, segment.file_offset, len)
     }
 
     /// Reads the whole piece from disk into `buf` (reused across calls) and compares its SHA-1

@@ -32,6 +32,7 @@ mod pool;
 mod restore;
 mod resume;
 mod running_hash;
+mod serve_maps;
 
 pub use check::{
     bitfield_of, check_existing, check_pieces, pieces_with_data, CheckError, CheckProgress,

@@ -1,10 +1,10 @@
-//! Read-only memory maps of source files for `shoal create`, safe against files that shrink
-//! while they are hashed.
+//! Read-only memory maps of files, safe against files that shrink while they are mapped.
 //!
-//! Why maps: hashing reads every byte once. A positional read copies each page from the page
-//! cache into a buffer first; on 2 GiB with a warm cache that copy was ~0.4 of the ~1.8 CPU
-//! seconds (SHA-1 itself is ~1.3 s). A shared read-only map lets SHA-1 read the page cache
-//! directly, which is what takes `shoal create` past 2.5 GB/s on two cores.
+//! Two users, both to skip a copy out of the page cache:
+//! - `shoal create` hashes source files straight from maps ([`crate::create`]): on 2 GiB with a
+//!   warm cache the copy of positional reads was ~0.4 of ~1.8 CPU seconds (SHA-1 is ~1.3 s).
+//! - Seeding serves blocks as slices of maps ([`crate::storage`]): the peer's socket copies the
+//!   bytes from the page cache into its buffers, and nothing copies them before that.
 //!
 //! The hazard of maps: if another program truncates a file while it is mapped, touching a page
 //! past the new end raises `SIGBUS`, which would kill the process. This module makes that an
@@ -16,11 +16,13 @@
 //!   marks the map as faulted and returns, so the interrupted read resumes on zeros. Anywhere
 //!   else it hands the signal to the handler that was installed before (or the default action,
 //!   which ends the process as it would have without us).
-//! - [`MappedFile::faulted`] is checked after each hashed range; the caller turns a fault into
-//!   [`super::CreateError::FileChanged`], so no hash computed over the zeros is ever used.
+//! - [`MappedFile::faulted`] tells whether that happened; `create` checks it after each hashed
+//!   range and turns a fault into `CreateError::FileChanged`, so no hash computed over the zeros
+//!   is ever used. A served block is read by the kernel (the socket write), not by our code: a
+//!   vanished page makes that write fail with `EFAULT` and the connection closes.
 //!
 //! When a map cannot be made (no free slot, `mmap` fails, the handler cannot be installed, a
-//! file too large for the address space) the caller falls back to positional reads; maps are an
+//! file too large for the address space) the callers fall back to positional reads; maps are an
 //! optimisation, never a requirement. Only Linux and other unix systems with `SA_SIGINFO` build
 //! this module.
 #![allow(unsafe_code)] // mmap, munmap and sigaction: see the safety comments at each call.
@@ -30,8 +32,9 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-/// Live maps at most (one per hashing thread is the normal use).
-const SLOTS: usize = 64;
+/// Live maps at most: one per hashing thread for `create`, a few windows per seeding torrent.
+/// Past that, callers read instead.
+const SLOTS: usize = 512;
 
 /// One registered map: `start == 0` means free.
 struct Slot {
@@ -69,11 +72,23 @@ pub(crate) struct MappedFile {
 
 // SAFETY: the map is read-only and owned by this value; the raw pointer is not shared.
 unsafe impl Send for MappedFile {}
+// SAFETY: the mapped memory is never written through this value (PROT_READ), so shared
+// references from several threads only ever read it.
+unsafe impl Sync for MappedFile {}
+
+/// How the pages of a map will be read, passed to the kernel as `madvise` advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Advice {
+    /// Front to back once (hashing): aggressive read-ahead.
+    Sequential,
+    /// Blocks in the order peers ask for them: the kernel's default read-ahead.
+    Normal,
+}
 
 impl MappedFile {
     /// Maps bytes `offset..offset + len` of `file` (`offset` a multiple of the page size).
     /// `None` when the map cannot be made safely; the caller then reads the file instead.
-    pub(crate) fn new(file: &File, offset: u64, len: u64) -> Option<MappedFile> {
+    pub(crate) fn new(file: &File, offset: u64, len: u64, advice: Advice) -> Option<MappedFile> {
         let len = usize::try_from(len).ok().filter(|&len| len > 0)?;
         let offset = libc::off_t::try_from(offset).ok()?;
         if !guard_installed() {
@@ -95,8 +110,10 @@ impl MappedFile {
             release_slot(slot);
             return None;
         }
-        // SAFETY: advice on the map just made; failure only loses the read-ahead hint.
-        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+        if advice == Advice::Sequential {
+            // SAFETY: advice on the map just made; failure only loses the read-ahead hint.
+            unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+        }
         let entry = &TABLE[slot];
         entry.len.store(len, Ordering::SeqCst);
         entry.faulted.store(false, Ordering::SeqCst);
@@ -115,6 +132,11 @@ impl MappedFile {
         // the map is read-only, so no `&mut` aliases it. Pages removed by truncation are
         // replaced with zero pages by the guard instead of faulting.
         Some(unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>().add(offset), len) })
+    }
+
+    /// Bytes mapped.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// True once any read of this map touched a page past the file's (new) end.
@@ -259,7 +281,7 @@ mod tests {
     #[test]
     fn reads_what_the_file_holds() {
         let (_dir, _path, file) = file_of(3 * 4096 + 17);
-        let map = MappedFile::new(&file, 0, 3 * 4096 + 17).unwrap();
+        let map = MappedFile::new(&file, 0, 3 * 4096 + 17, Advice::Normal).unwrap();
         let bytes = map.bytes(4090, 10).unwrap();
         let expected: Vec<u8> = (4090..4100).map(|i| (i % 251) as u8 + 1).collect();
         assert_eq!(bytes, &expected[..]);
@@ -268,7 +290,7 @@ mod tests {
             "past the end is refused"
         );
         assert!(!map.faulted());
-        let window = MappedFile::new(&file, 4096, 2 * 4096).unwrap();
+        let window = MappedFile::new(&file, 4096, 2 * 4096, Advice::Normal).unwrap();
         let want: Vec<u8> = (4096..4106).map(|i| (i % 251) as u8 + 1).collect();
         assert_eq!(window.bytes(0, 10).unwrap(), &want[..]);
     }
@@ -277,7 +299,7 @@ mod tests {
     fn a_file_truncated_under_the_map_reads_zeros_and_reports_a_fault() {
         let len = 64 * 4096;
         let (_dir, path, file) = file_of(len);
-        let map = MappedFile::new(&file, 0, len as u64).unwrap();
+        let map = MappedFile::new(&file, 0, len as u64, Advice::Sequential).unwrap();
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -291,13 +313,13 @@ mod tests {
         // The slot is free again after drop, and a new map starts clean.
         drop(map);
         let (_dir2, _path2, other) = file_of(4096);
-        let fresh = MappedFile::new(&other, 0, 4096).unwrap();
+        let fresh = MappedFile::new(&other, 0, 4096, Advice::Normal).unwrap();
         assert!(!fresh.faulted());
     }
 
     #[test]
     fn empty_files_are_not_mapped() {
         let (_dir, _path, file) = file_of(0);
-        assert!(MappedFile::new(&file, 0, 0).is_none());
+        assert!(MappedFile::new(&file, 0, 0, Advice::Normal).is_none());
     }
 }

@@ -134,6 +134,18 @@ impl MappedFile {
         Some(unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>().add(offset), len) })
     }
 
+    /// Brings bytes `offset..offset + len` into memory now (page cache and page tables), so
+    /// that whoever reads them next — the kernel copying a served block into a socket, on an
+    /// async thread — does not wait for the disk. False when the range is outside the map, no
+    /// longer backed by the file (it shrank), or the kernel cannot do it (`MADV_POPULATE_READ`
+    /// needs Linux 5.14): the caller then reads the file instead.
+    pub(crate) fn populate(&self, offset: usize, len: usize) -> bool {
+        let Some(end) = offset.checked_add(len).filter(|&end| end <= self.len) else {
+            return false;
+        };
+        populate_range(self.ptr.cast::<u8>(), offset, end)
+    }
+
     /// Bytes mapped.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -154,6 +166,32 @@ impl Drop for MappedFile {
         unsafe { libc::munmap(self.ptr, self.len) };
         release_slot(self.slot);
     }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn populate_range(base: *mut u8, offset: usize, end: usize) -> bool {
+    let page = page_size();
+    let start = offset - offset % page;
+    // SAFETY: `start..end` lies inside a live map of ours (checked by the caller); populating
+    // only reads the file into it. A range past the file's end fails with EFAULT, no signal.
+    unsafe {
+        libc::madvise(
+            base.add(start).cast(),
+            end - start,
+            libc::MADV_POPULATE_READ,
+        ) == 0
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn populate_range(_base: *mut u8, _offset: usize, _end: usize) -> bool {
+    false
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(4096)
 }
 
 /// Slot ownership, separate from `start` so a slot is not reused while its map is live.
@@ -315,6 +353,23 @@ mod tests {
         let (_dir2, _path2, other) = file_of(4096);
         let fresh = MappedFile::new(&other, 0, 4096, Advice::Normal).unwrap();
         assert!(!fresh.faulted());
+    }
+
+    #[test]
+    fn populate_brings_in_what_the_file_holds_and_refuses_what_it_lost() {
+        let len = 16 * 4096;
+        let (_dir, path, file) = file_of(len);
+        let map = MappedFile::new(&file, 0, len as u64, Advice::Normal).unwrap();
+        assert!(map.populate(5000, 16384));
+        assert!(!map.populate(len - 10, 16384), "outside the map");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        assert!(!map.populate(8 * 4096, 4096), "truncated away");
+        assert!(!map.faulted(), "no signal was needed");
     }
 
     #[test]

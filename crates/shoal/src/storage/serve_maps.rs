@@ -7,6 +7,10 @@
 //! borrows a read-only map of the file's [`WINDOW_BYTES`] window around it; the map lives until
 //! the last such block is written to its socket.
 //!
+//! The block's pages are brought into memory before it is handed out (`MADV_POPULATE_READ`,
+//! on the disk thread that runs the read), so the socket write that later copies them never
+//! waits for the disk on an async thread.
+//!
 //! Bounds: at most [`MAX_WINDOWS`] windows per torrent are kept (least recently used out), so
 //! the file pages mapped into the process — which count toward its resident set — stay near
 //! `MAX_WINDOWS × WINDOW_BYTES` plus what blocks in flight still hold. A window is mapped only
@@ -57,6 +61,10 @@ impl ServeMaps {
         let map = self.window(file_index, file, start, end)?;
         let at = usize::try_from(offset - start).ok()?;
         map.bytes(at, len as usize)?;
+        // Paged in here, on a disk thread, not later by the socket write on an async thread.
+        if !map.populate(at, len as usize) {
+            return None;
+        }
         Some(Bytes::from_owner(MappedBlock {
             map,
             at,

@@ -14,9 +14,12 @@ Run through `bench/transfer.sh` (which builds shoal in release mode) or directly
 Each (case, client) runs --runs times (default 3); the table shows medians. Figures:
   MB/s        10^6 payload bytes per second of transfer (leech: from the leecher's start, or for
               daemons from the moment the torrent is added, to "complete and verified"; lt.py
-              reports its own transfer time, which leaves out Python's start-up)
+              reports its own transfer time, which leaves out Python's start-up; shoal's ends
+              at its "done:" line, before the data is synced to disk at exit)
   CPU s/GiB   user + system CPU seconds of the measured side (leecher, or seeder in `seed`),
-              per GiB moved; start-up included, and for seeders the transfer only (from /proc)
+              per GiB moved; start-up included, and for seeders the transfer only (from /proc);
+              shoal as leecher up to its "done:" line (the per-run lines also show its whole
+              process, which adds the fsync of the data at exit)
   peak RSS    GNU time's maximum resident set (or VmHWM from /proc for daemons), MiB
   peak anon   highest RssAnon sampled every 50 ms, MiB: compare this for libtorrent-based
               clients, which map files into memory
@@ -143,6 +146,19 @@ class Proc:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited {self.popen.returncode}:\n{self.tail()}")
             time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: no {prefix!r} after {timeout}s:\n{self.tail()}")
+
+    def wait_line_seconds(self, prefix, timeout):
+        """Seconds from the start until a line starting with `prefix` appeared (polled every
+        10 ms)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path) as f:
+                if any(line.startswith(prefix) for line in f):
+                    return time.monotonic() - self.started
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.popen.returncode}:\n{self.tail()}")
+            time.sleep(0.01)
         raise RuntimeError(f"{self.name}: no {prefix!r} after {timeout}s:\n{self.tail()}")
 
     def wait_exit(self, timeout):
@@ -394,9 +410,18 @@ class Bench:
             p = Proc("leech-shoal", [self.bins[kind], "download", torrent, "-o", out, "--peer", peer,
                                      "--listen", f"{ip}:{port}", "--no-dht", "--state-dir", state],
                      log_dir, timed=True, netns=netns, env=dict(os.environ, RUST_LOG="warn"))
-            seconds = p.wait_exit(self.args.timeout)
+            # Until it says "done:" (complete and verified). Its exit then syncs the data to
+            # disk (fsync, so a crash cannot lose what the resume file calls verified): the
+            # kernel's writeback work runs in shoal's process there, while the other clients
+            # leave it to the kernel's flusher threads. So time and CPU stop at "done:"; the
+            # whole process's CPU is kept as cpu_total.
+            seconds = p.wait_line_seconds("done: ", self.args.timeout)
+            cpu_done = proc_cpu(p.pid())
+            p.wait_exit(self.args.timeout)
             cpu, rss = p.gnu_time()
-            return figures(size, seconds, cpu, rss, p.peak_anon)
+            r = figures(size, seconds, cpu if cpu_done is None else cpu_done, rss, p.peak_anon)
+            r["cpu_total_per_gib"] = cpu / (size / 2**30)
+            return r
         if kind == "libtorrent":
             p = Proc("leech-lt", [PY, LT, "leech", "--torrent", torrent, "--save", out,
                                   "--peer", peer, "--listen", f"{ip}:{port}",
@@ -729,7 +754,8 @@ def s2s_case(bench, data_root, payload, torrent, size, runs):
 def report_run(case, client, run, r):
     print(f"  {case:<10} {client:<13} run {run + 1}: {r['mbps']:7.1f} MB/s  "
           f"{r['cpu_per_gib']:5.2f} CPU s/GiB  RSS {r['rss']:6.1f} MiB  anon {r['anon']:6.1f} MiB"
-          f"  load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+          + (f" (whole process {r['cpu_total_per_gib']:.2f})" if "cpu_total_per_gib" in r else "")
+          + f"  load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
 
 
 def table(title, results, measured):

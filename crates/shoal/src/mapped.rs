@@ -316,6 +316,12 @@ mod tests {
         (dir, path, reader)
     }
 
+    /// Another program shrinks the file to `len` bytes.
+    fn truncate(path: &std::path::Path, len: u64) {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_len(len).unwrap();
+    }
+
     #[test]
     fn reads_what_the_file_holds() {
         let (_dir, _path, file) = file_of(3 * 4096 + 17);
@@ -338,12 +344,7 @@ mod tests {
         let len = 64 * 4096;
         let (_dir, path, file) = file_of(len);
         let map = MappedFile::new(&file, 0, len as u64, Advice::Sequential).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(4096)
-            .unwrap();
+        truncate(&path, 4096);
         // Without the guard this read would kill the test process with SIGBUS.
         let tail = map.bytes(len - 4096, 4096).unwrap();
         assert!(tail.iter().all(|&b| b == 0));
@@ -362,12 +363,7 @@ mod tests {
         let map = MappedFile::new(&file, 0, len as u64, Advice::Normal).unwrap();
         assert!(map.populate(5000, 16384));
         assert!(!map.populate(len - 10, 16384), "outside the map");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(4096)
-            .unwrap();
+        truncate(&path, 4096);
         assert!(!map.populate(8 * 4096, 4096), "truncated away");
         assert!(!map.faulted(), "no signal was needed");
     }

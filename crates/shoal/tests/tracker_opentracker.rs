@@ -281,17 +281,8 @@ async fn announcer_task_finds_peers_and_leaves_with_stopped() {
         42,
     );
     let (peers_tx, mut peers_rx) = mpsc::channel(4);
-    let identity = TorrentIdentity {
-        info_hash: hash,
-        peer_id: PeerId::shoal([1; 12]),
-        port: 40001,
-        stop_timeout: Duration::from_secs(2),
-    };
-    let totals = || TransferTotals {
-        uploaded: 0,
-        downloaded: 0,
-        left: 1000,
-    };
+    let identity = leecher_identity(hash);
+    let totals = leecher_totals;
     let handle = run_announcer(
         schedule,
         client.clone(),
@@ -378,17 +369,8 @@ async fn a_scrape_shows_a_seeder_that_came_later(udp: bool) {
         config,
         7,
     );
-    let identity = TorrentIdentity {
-        info_hash: hash,
-        peer_id: PeerId::shoal([1; 12]),
-        port: 40001,
-        stop_timeout: Duration::from_secs(2),
-    };
-    let totals = || TransferTotals {
-        uploaded: 0,
-        downloaded: 0,
-        left: 1000,
-    };
+    let identity = leecher_identity(hash);
+    let totals = leecher_totals;
     let (peers_tx, _peers_rx) = mpsc::channel(4);
     let handle = run_announcer(
         schedule,
@@ -453,4 +435,23 @@ async fn http_scrape_shows_a_seeder_that_came_later() {
 #[tokio::test]
 async fn udp_scrape_shows_a_seeder_that_came_later() {
     a_scrape_shows_a_seeder_that_came_later(true).await;
+}
+
+/// Who the announcers in these tests say they are: a leecher on port 40001.
+fn leecher_identity(hash: InfoHash) -> TorrentIdentity {
+    TorrentIdentity {
+        info_hash: hash,
+        peer_id: PeerId::shoal([1; 12]),
+        port: 40001,
+        stop_timeout: Duration::from_secs(2),
+    }
+}
+
+/// A leecher that has moved nothing yet and has 1,000 bytes left.
+fn leecher_totals() -> TransferTotals {
+    TransferTotals {
+        uploaded: 0,
+        downloaded: 0,
+        left: 1000,
+    }
 }

@@ -227,8 +227,8 @@ async fn dht_loop(
 }
 
 /// True while the torrent checks its data. A status nobody publishes any more (a task that
-/// ended) or one without pieces (a magnet link's placeholder while its metadata is fetched)
-/// never holds announces back.
+/// ended), or one without pieces, never holds announces back (a magnet link's placeholder says
+/// `FetchingMetadata` while its metadata is fetched).
 fn is_checking(status: &watch::Receiver<TorrentStatus>) -> bool {
     status.has_changed().is_ok() && checks_data(&status.borrow())
 }

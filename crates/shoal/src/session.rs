@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AddTorrent, TorrentStatus};
+use crate::api::{AddTorrent, TorrentState, TorrentStatus};
 use crate::dht::{DhtConfig, DhtHandle, PublicInfoHash};
 use crate::discovery::{self, DiscoveryHandle, DiscoveryParams};
 use crate::lsd::{LsdConfig, LsdHandle, LsdPeer};
@@ -699,6 +699,8 @@ fn magnet_status(magnet: &shoal_proto::magnet::Magnet) -> TorrentStatus {
         .clone()
         .unwrap_or_else(|| magnet.info_hash.to_hex());
     let mut status = TorrentStatus::not_started(magnet.info_hash.to_hex(), name, 0, 0);
+    // Not checking anything: fetching the metadata, which discovery announces for at once.
+    status.state = TorrentState::FetchingMetadata;
     // Unknown until the metadata arrives; trackers are told "something is left".
     status.left_bytes = 1;
     status
@@ -743,4 +745,21 @@ fn start_lsd(
         }
     });
     Some(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_magnet_placeholder_says_it_fetches_metadata_with_something_left() {
+        let magnet = shoal_proto::magnet::Magnet::parse(
+            "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=demo",
+        )
+        .unwrap();
+        let status = magnet_status(&magnet);
+        assert_eq!(status.state, TorrentState::FetchingMetadata);
+        assert_eq!(status.name, "demo");
+        assert_eq!(status.left_bytes, 1, "trackers hear that something is left");
+    }
 }

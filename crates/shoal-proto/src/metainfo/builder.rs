@@ -14,7 +14,7 @@
 use super::FileAttr;
 use crate::bencode::{OwnedDict, OwnedValue};
 use crate::geometry::GeometryError;
-use crate::Geometry;
+use crate::{Geometry, InfoHash};
 
 /// One file of a multi-file torrent, as the builder takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +191,20 @@ impl TorrentBuilder {
 
     /// The whole canonical `.torrent` file.
     pub fn build(&self) -> Result<Vec<u8>, BuildError> {
-        let mut top = OwnedDict::new().with("info", self.info_dict()?);
+        Ok(self.encode_with(self.info_dict()?))
+    }
+
+    /// [`TorrentBuilder::build`] and the infohash, building the `info` dictionary once (for
+    /// thousands of files that is most of the work).
+    pub fn build_with_info_hash(&self) -> Result<(Vec<u8>, InfoHash), BuildError> {
+        let info = self.info_dict()?;
+        let info_hash = InfoHash::of_info_bytes(&info.encode());
+        Ok((self.encode_with(info), info_hash))
+    }
+
+    /// The top-level dictionary around `info`, encoded.
+    fn encode_with(&self, info: OwnedDict) -> Vec<u8> {
+        let mut top = OwnedDict::new().with("info", info);
         let urls: Vec<&String> = self.trackers.iter().flatten().collect();
         if let Some(first) = urls.first() {
             top.insert("announce", first.as_str());
@@ -217,7 +230,7 @@ impl TorrentBuilder {
             .with_opt("comment", self.comment.as_deref())
             .with_opt("created by", self.created_by.as_deref())
             .with_opt("creation date", self.creation_date);
-        Ok(top.encode())
+        top.encode()
     }
 
     fn info_dict(&self) -> Result<OwnedDict, BuildError> {

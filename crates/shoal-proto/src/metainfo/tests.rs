@@ -95,6 +95,8 @@ fn golden_multi_file_torrent() {
     let bytes = builder.build().unwrap();
     assert_eq!(builder.build().unwrap(), bytes, "byte-identical on rebuild");
     let meta = Metainfo::from_bytes(&bytes).unwrap();
+    let (same, info_hash) = builder.build_with_info_hash().unwrap();
+    assert_eq!((same, info_hash), (bytes.clone(), meta.info_hash()));
     let info = &meta.info;
     assert!(info.is_multi_file() && info.is_private());
     let paths: Vec<_> = info.files().iter().map(|f| f.path.join("/")).collect();

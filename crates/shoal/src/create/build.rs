@@ -3,7 +3,6 @@
 //! are canonical and the infohash is the SHA-1 of exactly the `info` bytes written).
 
 use shoal_proto::metainfo::{BuilderFile, TorrentBuilder};
-use shoal_proto::InfoHash;
 
 use super::{CreateError, CreateOptions, CreatedTorrent, HashedContent};
 
@@ -35,9 +34,9 @@ pub(crate) fn build_torrent(
         .comment(options.comment.clone())
         .created_by(options.created_by.clone())
         .creation_date(options.creation_date);
-    let info_hash = InfoHash::of_info_bytes(&builder.info_bytes()?);
+    let (bytes, info_hash) = builder.build_with_info_hash()?;
     Ok(CreatedTorrent {
-        bytes: builder.build()?,
+        bytes,
         info_hash,
         name: content.name().to_owned(),
         total_len: content.total_len(),

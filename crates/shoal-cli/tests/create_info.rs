@@ -172,6 +172,28 @@ fn info_of_a_magnet_shows_what_the_link_holds() {
     );
 }
 
+/// `shoal info … | head` closes the pipe early: shoal stops quietly, like any Unix filter.
+#[test]
+fn info_into_a_closed_pipe_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = "magnet:?xt=urn:btih:c9e15763f722f23e98a29decdfae341b98d53056&dn=x";
+    let mut child = std::process::Command::new(common::SHOAL)
+        .args(["info", link])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn failures_exit_non_zero_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal::tracker::{
-    run_announcer, Announce, AnnounceEvent, AnnouncerCommand, TorrentIdentity, TrackerClient,
-    TrackerConfig, TrackerError, TrackerUrl,
+    run_announcer, Announce, AnnounceEvent, AnnouncerCommand, AnnouncerHandle, TorrentIdentity,
+    TrackerClient, TrackerConfig, TrackerError, TrackerUrl,
 };
 use shoal_engine::announce::{
     AnnounceConfig, AnnounceSchedule, TrackerState, TrackerStatus, TransferTotals,
@@ -274,23 +274,8 @@ async fn announcer_task_finds_peers_and_leaves_with_stopped() {
     // Tier 0 is a UDP port nobody listens on, tier 1 the real tracker over UDP.
     let dead = format!("udp://127.0.0.1:{}/announce", free_tcp_and_udp_port());
     let tiers = vec![vec![dead.clone()], vec![tracker.udp().to_string()]];
-    let schedule = AnnounceSchedule::new(
-        tokio::time::Instant::now().into_std(),
-        &tiers,
-        AnnounceConfig::default(),
-        42,
-    );
     let (peers_tx, mut peers_rx) = mpsc::channel(4);
-    let identity = leecher_identity(hash);
-    let totals = leecher_totals;
-    let handle = run_announcer(
-        schedule,
-        client.clone(),
-        identity,
-        totals,
-        peers_tx,
-        CancellationToken::new(),
-    );
+    let handle = run_leecher_announcer(&client, hash, &tiers, AnnounceConfig::default(), peers_tx);
     let peers = tokio::time::timeout(Duration::from_secs(20), peers_rx.recv())
         .await
         .expect("peers within 20 s")
@@ -363,23 +348,8 @@ async fn a_scrape_shows_a_seeder_that_came_later(udp: bool) {
         scrape_delay: Duration::from_secs(3),
         ..AnnounceConfig::default()
     };
-    let schedule = AnnounceSchedule::new(
-        tokio::time::Instant::now().into_std(),
-        &[vec![url.to_string()]],
-        config,
-        7,
-    );
-    let identity = leecher_identity(hash);
-    let totals = leecher_totals;
     let (peers_tx, _peers_rx) = mpsc::channel(4);
-    let handle = run_announcer(
-        schedule,
-        client.clone(),
-        identity,
-        totals,
-        peers_tx,
-        CancellationToken::new(),
-    );
+    let handle = run_leecher_announcer(&client, hash, &[vec![url.to_string()]], config, peers_tx);
     let mut status = handle.status.clone();
 
     // Our announce: alone in the swarm, nothing scraped yet, a scrape scheduled.
@@ -437,21 +407,34 @@ async fn udp_scrape_shows_a_seeder_that_came_later() {
     a_scrape_shows_a_seeder_that_came_later(true).await;
 }
 
-/// Who the announcers in these tests say they are: a leecher on port 40001.
-fn leecher_identity(hash: InfoHash) -> TorrentIdentity {
-    TorrentIdentity {
+/// Starts the announcer of a leecher (port 40001, nothing moved yet, 1,000 bytes left) on
+/// `tiers`.
+fn run_leecher_announcer(
+    client: &Arc<TrackerClient>,
+    hash: InfoHash,
+    tiers: &[Vec<String>],
+    config: AnnounceConfig,
+    peers_tx: mpsc::Sender<Vec<SocketAddr>>,
+) -> AnnouncerHandle {
+    let now = tokio::time::Instant::now().into_std();
+    let schedule = AnnounceSchedule::new(now, tiers, config, 42);
+    let identity = TorrentIdentity {
         info_hash: hash,
         peer_id: PeerId::shoal([1; 12]),
         port: 40001,
         stop_timeout: Duration::from_secs(2),
-    }
-}
-
-/// A leecher that has moved nothing yet and has 1,000 bytes left.
-fn leecher_totals() -> TransferTotals {
-    TransferTotals {
+    };
+    let totals = || TransferTotals {
         uploaded: 0,
         downloaded: 0,
         left: 1000,
-    }
+    };
+    run_announcer(
+        schedule,
+        Arc::clone(client),
+        identity,
+        totals,
+        peers_tx,
+        CancellationToken::new(),
+    )
 }

@@ -136,7 +136,7 @@ class Proc:
                     self.peak_anon = max(self.peak_anon, anon)
             time.sleep(0.05)
 
-    def wait_line(self, prefix, timeout):
+    def wait_line(self, prefix, timeout, poll=0.05):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path) as f:
@@ -145,21 +145,13 @@ class Proc:
                         return line.strip()
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited {self.popen.returncode}:\n{self.tail()}")
-            time.sleep(0.05)
+            time.sleep(poll)
         raise RuntimeError(f"{self.name}: no {prefix!r} after {timeout}s:\n{self.tail()}")
 
     def wait_line_seconds(self, prefix, timeout):
-        """Seconds from the start until a line starting with `prefix` appeared (polled every
-        10 ms)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.log_path) as f:
-                if any(line.startswith(prefix) for line in f):
-                    return time.monotonic() - self.started
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.popen.returncode}:\n{self.tail()}")
-            time.sleep(0.01)
-        raise RuntimeError(f"{self.name}: no {prefix!r} after {timeout}s:\n{self.tail()}")
+        """Seconds from the start until a line with `prefix` appeared (polled every 10 ms)."""
+        self.wait_line(prefix, timeout, poll=0.01)
+        return time.monotonic() - self.started
 
     def wait_exit(self, timeout):
         try:

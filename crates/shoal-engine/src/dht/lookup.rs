@@ -68,16 +68,21 @@ impl Lookup {
         }
     }
 
-    /// Adds a node to ask; an unknown id (a bootstrap address) sorts last.
+    /// Adds a node to ask; an unknown id (a bootstrap address) sorts last. A seed that a reply
+    /// names with its id moves to where that id sorts: otherwise a close node that is also a
+    /// saved seed would wait behind every other candidate and never be asked.
     pub fn add(&mut self, id: Option<NodeId>, addr: SocketAddrV4) {
         if id == Some(self.own) || addr.port() == 0 {
             return;
         }
-        let known = self
-            .candidates
-            .iter()
-            .any(|c| c.addr == addr || (id.is_some() && c.id == id));
-        if known {
+        if let Some(at) = self.candidates.iter().position(|c| c.addr == addr) {
+            let unnamed_seed = self.candidates[at].id.is_none();
+            if unnamed_seed && self.candidates[at].state == State::Waiting && id.is_some() {
+                self.candidates.remove(at);
+            } else {
+                return;
+            }
+        } else if id.is_some() && self.candidates.iter().any(|c| c.id == id) {
             return;
         }
         let distance = id.map_or([0xff; 20], |id| id.distance(&self.target));

@@ -259,6 +259,34 @@ fn lookups_keep_alpha_in_flight_and_stop_at_the_closest_k() {
 }
 
 #[test]
+fn a_seed_named_by_a_reply_is_asked_where_its_id_sorts() {
+    // Saved nodes come in without ids and sort last; when a reply names one of them as close
+    // to the target, it must be asked among the closest, not left behind K farther nodes.
+    let own = NodeId([0; 20]);
+    let target = [0xff; 20];
+    let mut lookup = Lookup::new(own, target, LookupKind::GetPeers);
+    let far: Vec<CompactNode> = (1..=(K as u8))
+        .map(|i| CompactNode {
+            id: NodeId([i; 20]),
+            addr: addr(i.into()),
+        })
+        .collect();
+    lookup.add_nodes(&far);
+    lookup.add(None, addr(500));
+    let asked = lookup.next_to_query();
+    let reply = Response {
+        sender: NodeId([1; 20]),
+        nodes: vec![CompactNode {
+            id: NodeId([0xfe; 20]),
+            addr: addr(500),
+        }],
+        ..Response::default()
+    };
+    lookup.on_response(asked[0], &reply);
+    assert_eq!(lookup.next_to_query().first(), Some(&addr(500)));
+}
+
+#[test]
 fn unanswered_requests_time_out_and_end_the_lookup() {
     let t0 = t0();
     let config = NodeConfig {

@@ -709,7 +709,8 @@ def seed_case(bench, data_root, payload, torrent, size, clients, runs):
                 listen = f"127.0.0.2:{free_port('127.0.0.2')}"
                 leech = Proc("leech-lt", [PY, LT, "leech", "--torrent", torrent, "--save", out,
                                           "--peer", f"{seeder[1]}:{seeder[2]}", "--listen", listen,
-                                          "--timeout", str(bench.args.timeout)] + LT_PLAIN, d)
+                                          "--timeout", str(bench.args.timeout)] + LT_PLAIN, d,
+                             timed=True)
                 leech.wait_exit(bench.args.timeout + 30)
                 cpu = proc_cpu(pid) - cpu0
                 rss = proc_status(pid, "VmHWM")
@@ -717,6 +718,8 @@ def seed_case(bench, data_root, payload, torrent, size, clients, runs):
                 check_tree(os.path.join(data_root, payload), os.path.join(out, payload))
                 shutil.rmtree(out)
                 r = figures(size, done["seconds"], cpu, rss, seeder[0].peak_anon)
+                # What the seeder's sending pattern costs the other side.
+                r["leecher_cpu_per_gib"] = leech.gnu_time()[0] / (size / 2**30)
             finally:
                 seeder[0].stop()
             report_run("seed", client, run, r)
@@ -747,6 +750,7 @@ def report_run(case, client, run, r):
     print(f"  {case:<10} {client:<13} run {run + 1}: {r['mbps']:7.1f} MB/s  "
           f"{r['cpu_per_gib']:5.2f} CPU s/GiB  RSS {r['rss']:6.1f} MiB  anon {r['anon']:6.1f} MiB"
           + (f" (whole process {r['cpu_total_per_gib']:.2f})" if "cpu_total_per_gib" in r else "")
+          + (f" (leecher {r['leecher_cpu_per_gib']:.2f})" if "leecher_cpu_per_gib" in r else "")
           + f"  load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
 
 

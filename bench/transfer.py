@@ -709,7 +709,8 @@ def seed_case(bench, data_root, payload, torrent, size, clients, runs):
                 listen = f"127.0.0.2:{free_port('127.0.0.2')}"
                 leech = Proc("leech-lt", [PY, LT, "leech", "--torrent", torrent, "--save", out,
                                           "--peer", f"{seeder[1]}:{seeder[2]}", "--listen", listen,
-                                          "--timeout", str(bench.args.timeout)] + LT_PLAIN, d,
+                                          "--timeout", str(bench.args.timeout)] + LT_PLAIN
+                             + [f"--setting={x}" for x in bench.args.leecher_setting], d,
                              timed=True)
                 leech.wait_exit(bench.args.timeout + 30)
                 cpu = proc_cpu(pid) - cpu0
@@ -784,6 +785,9 @@ def main():
     parser.add_argument("--seeders", default=",".join(SEEDERS))
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=BIN",
                         help="another shoal binary, run as client shoal-LABEL wherever shoal runs")
+    parser.add_argument("--leecher-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a libtorrent setting for the seed case's leecher, the same for "
+                             "every seeder (e.g. max_queued_disk_bytes=16777216)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per transfer")
     args = parser.parse_args()
     if args.quick:

@@ -61,6 +61,21 @@ def split_addr(text):
     return host.strip("[]"), int(port)
 
 
+def parse_setting(text):
+    """NAME=VALUE for any libtorrent setting; the value's type is the default's."""
+    name, sep, value = text.partition("=")
+    defaults = lt.default_settings()
+    if not sep or name not in defaults:
+        fail(f"bad --setting {text!r}: expected NAME=VALUE with a libtorrent setting name")
+    kind = type(defaults[name])
+    if kind is bool:
+        return name, value.lower() in ("1", "true", "yes")
+    try:
+        return name, kind(value)
+    except ValueError:
+        fail(f"bad --setting {text!r}: {name} takes a {kind.__name__}")
+
+
 def make_session(args):
     host, port = split_addr(args.listen)
     settings = {
@@ -104,6 +119,9 @@ def make_session(args):
         # Accept peers, never dial one: whoever this session talks to found it themselves.
         settings["enable_outgoing_tcp"] = False
         settings["enable_outgoing_utp"] = False
+    for item in getattr(args, "setting", []):
+        name, value = parse_setting(item)
+        settings[name] = value
     ses = lt.session(settings)
     for node in getattr(args, "dht_node", []):
         ses.add_dht_node(split_addr(node))
@@ -368,6 +386,8 @@ def session_args(p):
     dht_args(p)
     p.add_argument("--log-peers", action="store_true", help="print every peer connection")
     p.add_argument("--no-outgoing", action="store_true", help="never dial peers, only accept")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="any libtorrent setting, after the ones above (repeatable)")
 
 
 def dht_args(p):

@@ -52,10 +52,14 @@ fn content_for(files: &[StorageFile]) -> Vec<u8> {
 }
 
 fn fixture(root: &Path, files: Vec<StorageFile>) -> Fixture {
+    fixture_with_pieces_of(root, files, PIECE)
+}
+
+fn fixture_with_pieces_of(root: &Path, files: Vec<StorageFile>, piece: u64) -> Fixture {
     let content = content_for(&files);
-    let geometry = Geometry::new(content.len() as u64, PIECE).unwrap();
+    let geometry = Geometry::new(content.len() as u64, piece).unwrap();
     let hashes = content
-        .chunks(PIECE as usize)
+        .chunks(piece as usize)
         .map(|c| Sha1::digest(c).into())
         .collect();
     let layout = FileLayout::new(files).unwrap();
@@ -675,4 +679,38 @@ fn runs_of_consecutive_blocks_are_written_and_hash_correctly() {
     let a_len = (3 * PIECE + 100) as usize;
     assert_eq!(fs::read(dir.path().join("a")).unwrap(), f.content[..a_len]);
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), f.content[a_len..]);
+}
+
+#[test]
+fn large_pieces_hash_from_maps_across_files_padding_and_unaligned_offsets() {
+    // 512 KiB pieces: piece 0 spans a.bin, padding and the start of b.bin; piece 1 starts inside
+    // b.bin at an offset no map can start at; piece 2 is short enough to be read instead.
+    let dir = tempfile::tempdir().unwrap();
+    let files = vec![file("a.bin", 300_000), pad(100_000), file("b.bin", 700_001)];
+    let f = fixture_with_pieces_of(dir.path(), files, 512 * 1024);
+    let a = &f.content[..300_000];
+    let b = &f.content[400_000..];
+    fs::write(dir.path().join("a.bin"), a).unwrap();
+    fs::write(dir.path().join("b.bin"), b).unwrap();
+    let check = || check_existing(&f.storage, 2, &no_progress, &AtomicBool::new(false)).unwrap();
+    assert_eq!(check(), vec![true, true, true]);
+
+    let mut changed = b.to_vec();
+    changed[600_000] ^= 1;
+    fs::write(dir.path().join("b.bin"), &changed).unwrap();
+    assert_eq!(
+        check(),
+        vec![true, false, true],
+        "one flipped byte fails its piece only"
+    );
+
+    // A file cut short under the hash is a read error, as it is for a positional read.
+    fs::write(dir.path().join("b.bin"), &b[..500_000]).unwrap();
+    let mut buf = Vec::new();
+    let piece = f.storage.geometry().piece(1).unwrap();
+    assert!(f.storage.hash_piece(piece, &mut buf).is_err());
+    assert!(f
+        .storage
+        .hash_piece(f.storage.geometry().piece(0).unwrap(), &mut buf)
+        .unwrap());
 }

@@ -188,7 +188,8 @@ fn populate_range(_base: *mut u8, _offset: usize, _end: usize) -> bool {
     false
 }
 
-fn page_size() -> usize {
+/// The system's page size: map offsets must be multiples of it.
+pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(size).unwrap_or(4096).max(4096)

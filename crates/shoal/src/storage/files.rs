@@ -45,7 +45,7 @@ use super::layout::FileLayout;
 use super::paths::resolve;
 use super::running_hash::RunningHashes;
 use super::serve_maps::ServeMaps;
-use crate::mapped::{Advice, MappedFile};
+use crate::mapped::{page_size, Advice, MappedFile};
 
 /// Hashing reads ranges at least this long from file maps instead of copying them out.
 const MIN_MAPPED_HASH: u64 = 256 * 1024;
@@ -335,8 +335,6 @@ impl TorrentStorage {
         len: u64,
         sha: &Sha1,
     ) -> Option<Result<Sha1, StorageError>> {
-        /// Map offsets are rounded down to this: a multiple of every page size in use.
-        const ALIGN: u64 = 64 * 1024;
         const ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
         let mut sha = sha.clone();
         for seg in self.layout.segments(offset, len) {
@@ -350,7 +348,7 @@ impl TorrentStorage {
                 continue;
             }
             let file = self.handle(seg.file, false).ok()?;
-            let start = seg.file_offset - seg.file_offset % ALIGN;
+            let start = seg.file_offset - seg.file_offset % page_size() as u64;
             let skip = seg.file_offset - start;
             let map = MappedFile::new(&file, start, skip + seg.len, Advice::Sequential)?;
             sha.update(map.bytes(usize::try_from(skip).ok()?, usize::try_from(seg.len).ok()?)?);
@@ -387,7 +385,8 @@ impl TorrentStorage {
             .block(segment.file, &file, segment.file_offset, len)
     }
 
-    /// Reads the whole piece from disk into `buf` (reused across calls) and compares its SHA-1
+    /// Hashes the whole piece from disk (from file maps, or read into `buf`, reused across
+    /// calls) and compares its SHA-1
     /// with the torrent's: the check of data found on disk. A tainted piece (non-zero padding
     /// received) reports a mismatch once.
     pub fn hash_piece(&self, piece: PieceIndex, buf: &mut Vec<u8>) -> Result<bool, StorageError> {

@@ -170,7 +170,7 @@ fn extended_handshakes_are_exchanged_and_theirs_is_used() {
     assert_eq!(ours.ut_pex_id(), Some(OUR_UT_PEX_ID));
     assert_eq!(ours.listen_port, Some(6881));
     assert_eq!(ours.client.as_deref(), Some("shoal 0.1.0"));
-    assert_eq!(ours.request_queue_len, Some(1000));
+    assert_eq!(ours.request_queue_len, Some(2000));
     assert_eq!(ours.metadata_size, Some(20_000));
     assert_eq!(ours.your_ip, Some(peer_addr().ip()));
 

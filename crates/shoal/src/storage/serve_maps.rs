@@ -74,12 +74,13 @@ impl ServeMaps {
         map.bytes(at, len as usize)?;
         let wanted = chunks_of(offset - start, end - start);
         if populated & wanted != wanted {
-            // Paged in here, on a disk thread, not later by the socket write on an async thread.
-            let first = u64::from(wanted.trailing_zeros()) * POPULATE_CHUNK;
-            let last = (u64::from(ChunkBits::BITS - wanted.leading_zeros()) * POPULATE_CHUNK)
-                .min(map.len() as u64);
-            let from = usize::try_from(first).ok()?;
-            if !map.populate(from, usize::try_from(last - first).ok()?) {
+            // Paged in here, on a disk thread, not later by the socket write on an async thread:
+            // the whole chunks the block touches, as far as the map reaches.
+            let from = (offset - start) / POPULATE_CHUNK * POPULATE_CHUNK;
+            let to =
+                ((end - start).div_ceil(POPULATE_CHUNK) * POPULATE_CHUNK).min(map.len() as u64);
+            let from = usize::try_from(from).ok()?;
+            if !map.populate(from, usize::try_from(to).ok()? - from) {
                 return None;
             }
             self.mark_populated(file_index, &map, wanted);
